@@ -1,0 +1,125 @@
+"""The `llmray` command: one entry point, a subcommand per verb.
+
+Problems the user can fix (a job file, a path, an address) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import textwrap
+
+from llmray.errors import UserError
+
+EXIT_USAGE = 2
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="run a job file: read, clean, filter, deduplicate, write",
+        description="Run a job file. With no --address, Ray starts embedded on this machine's cores; "
+                    "with one, the driver joins that cluster. Rerunning with the same --output resumes "
+                    "an interrupted run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("job", help="the job file (YAML)")
+    p.add_argument("--input", nargs="+", metavar="PATH_OR_URL",
+                   help="read these paths, directories, globs or fsspec URLs instead of the job's input")
+    p.add_argument("--output", metavar="DIR", help="write here instead of the job's output.path")
+    p.add_argument("--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: start Ray here")
+    p.add_argument("--num-cpus", type=int, help="CPUs for the embedded Ray (default: all cores)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what is in --output instead of resuming it")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from llmray.config import load_job
+    from llmray.pipeline.runner import RunOptions, inputs_from_paths, run_job
+
+    spec = load_job(args.job)
+    if args.input:
+        spec.inputs = inputs_from_paths(args.input, spec.inputs[0])
+    if args.output:
+        spec.output = dataclasses.replace(spec.output, path=args.output)
+    stats = run_job(spec, RunOptions(address=args.address, num_cpus=args.num_cpus,
+                                     overwrite=args.overwrite, progress=not args.quiet))
+    print(summary(stats, spec.output.path))
+    return 0
+
+
+def summary(stats: dict, out: str) -> str:
+    lines = [
+        f"read {stats['docs_in']:,} documents ({stats['bytes_in'] / 1e6:,.1f} MB) in {stats['wall_s']:.1f} s "
+        f"({stats['throughput_mb_s']:.1f} MB/s; Ray start-up {stats['startup_s']:.1f} s apart)",
+        f"kept {stats['docs_out']:,} ({stats['bytes_out'] / 1e6:,.1f} MB)",
+    ]
+    for reason, n in sorted(stats["dropped"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"  dropped {n:>9,}  {reason}")
+    if stats["quarantined"]:
+        lines.append(f"quarantined {stats['quarantined']:,} unreadable records: see {out}/quarantine/")
+    lines.append(f"output: {out}/data/  stats: {out}/stats.json  report: {out}/report.html")
+    return "\n".join(lines)
+
+
+def _add_ops(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ops", help="list the steps a job file can use, with their parameters",
+                       description="List every step with its parameters and defaults.")
+    p.add_argument("name", nargs="?", help="show only this step")
+    p.set_defaults(func=cmd_ops)
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from llmray.ops.base import Filter, GlobalOp, registry
+
+    ops = registry()
+    if args.name and args.name not in ops:
+        raise UserError(f"unknown step {args.name!r} (known: {', '.join(sorted(ops))})")
+    for name in [args.name] if args.name else sorted(ops):
+        cls = ops[name]
+        kind = "filter" if issubclass(cls, Filter) else "global" if issubclass(cls, GlobalOp) else "map"
+        print(f"{name}  [{kind}]  {cls.summary}")
+        for field in dataclasses.fields(cls):
+            if field.init:
+                default = field.default if field.default is not dataclasses.MISSING else (
+                    field.default_factory() if field.default_factory is not dataclasses.MISSING else "required")
+                print(f"    {field.name}: {json.dumps(default, default=str)}")
+        if getattr(cls, "reasons", ()):
+            print("    drop reasons: " + ", ".join(f"{name}.{r}" for r in cls.reasons))
+        if args.name and cls.__doc__:
+            print(textwrap.indent(textwrap.dedent(cls.__doc__).strip(), "    "))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmray",
+        description="Clean, filter, deduplicate and tokenize text corpora on Ray; train BERT models on them.",
+        epilog="Start with: llmray run jobs/quickstart.yaml   (see README.md)")
+    from llmray import __version__
+
+    parser.add_argument("--version", action="version", version=f"llmray {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_run(sub)
+    _add_ops(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"llmray: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("llmray: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,55 @@
+"""PII redaction: e-mail addresses, IP addresses and phone numbers replaced by placeholders.
+
+Patterns run as RE2 kernels over the whole batch (pyarrow.compute); the counts of what was
+redacted are reported per kind in stats.json under the step's counters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llmray.ops.base import TEXT, MapOp, register
+
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+PATTERNS = {
+    "email": r"\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,24}\b",
+    "ip": rf"\b{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}\b",
+    # Two separated digit groups after an optional country code or area code: 555-123-4567,
+    # (555) 123 4567, +44 20 7946 0958. Bare digit runs (years, amounts) do not match.
+    "phone": r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\b\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}\b",
+}
+
+
+@register
+@dataclasses.dataclass
+class PiiRedact(MapOp):
+    """Replaces personal identifiers with placeholders so they do not end up in training data."""
+
+    name: ClassVar[str] = "pii_redact"
+    summary: ClassVar[str] = "redact e-mail addresses, IP addresses and phone numbers"
+    email: bool = True
+    ip: bool = True
+    phone: bool = True
+    email_replacement: str = "<EMAIL>"
+    ip_replacement: str = "<IP_ADDRESS>"
+    phone_replacement: str = "<PHONE>"
+    _counts: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        text = table.column(TEXT)
+        for kind, pattern in PATTERNS.items():
+            if not getattr(self, kind):
+                continue
+            found = int(pc.sum(pc.count_substring_regex(text, pattern)).as_py() or 0)
+            if found:
+                self._counts[kind] = self._counts.get(kind, 0) + found
+                text = pc.replace_substring_regex(text, pattern, getattr(self, f"{kind}_replacement"))
+        return table.set_column(table.schema.get_field_index(TEXT), TEXT, text)
+
+    def counters(self) -> dict[str, int]:
+        counts, self._counts = {f"{k}_redacted": v for k, v in self._counts.items()}, {}
+        return counts
