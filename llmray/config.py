@@ -101,12 +101,14 @@ def parse_job(raw: Any, source_file: str = "<python>") -> JobSpec:
     check_keys(raw, {"input", "steps", "output"}, "job")
     if "input" not in raw:
         raise JobError("input: missing (say which files to read)")
-    raw_inputs = raw["input"] if isinstance(raw["input"], list) else [raw["input"]]
-    inputs = [_build(InputSpec, item, f"input[{i}]" if isinstance(raw["input"], list) else "input")
-              for i, item in enumerate(raw_inputs)]
-    for i, spec in enumerate(inputs):
+    many = isinstance(raw["input"], list)
+    inputs = []
+    for i, item in enumerate(raw["input"] if many else [raw["input"]]):
+        where = f"input[{i}]" if many else "input"
+        spec = _build(InputSpec, item, where)
         if spec.format not in FORMATS:
-            raise JobError(f"input[{i}].format: {spec.format!r} is not one of {', '.join(FORMATS)}")
+            raise JobError(f"{where}.format: {spec.format!r} is not one of {', '.join(FORMATS)}")
+        inputs.append(spec)
     output = _build(OutputSpec, raw.get("output") or {}, "output")
     if output.format not in OUTPUT_FORMATS:
         raise JobError(f"output.format: {output.format!r} is not one of {', '.join(OUTPUT_FORMATS)}")

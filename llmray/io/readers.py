@@ -196,11 +196,10 @@ def _open(chunk: Chunk):
 def _read_jsonl(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[ReadBatch]:
     limit = int(spec.max_doc_mb * (1 << 20))
     with _open(chunk) as raw:
-        stream = io.BufferedReader(raw, 1 << 20) if not isinstance(raw, io.BufferedReader) else raw
+        # Decompressors that read ahead in big blocks would turn a truncated tail into the loss of
+        # every line in the last block: only add a (small) buffer where the stream has none.
+        stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw, 64 << 10)
         line_no, pos = _seek_chunk(stream, chunk)
-        if line_no == 0 and pos == 0 and stream.peek(1) == b"":
-            out.quarantine(None, "empty file", b"")
-            return
         while chunk.end is None or pos < chunk.end:
             try:
                 line = stream.readline(limit + 1)
@@ -208,6 +207,8 @@ def _read_jsonl(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[R
                 out.quarantine(line_no + 1, f"file ends early or is corrupt ({exc}); the rest of it is lost", b"")
                 return
             if not line:
+                if pos == 0:
+                    out.quarantine(None, "empty file", b"")
                 return
             line_no += 1
             pos += len(line)

@@ -173,7 +173,7 @@ def _run_segment(plan: SegmentPlan, chunks: list[Chunk], progress: bool, label: 
             ds = ds.map(_ChunkTask, fn_constructor_args=(plan,), num_cpus=1,
                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster.cpu_count()))
         else:
-            ds = ds.map(_run_one, fn_args=(plan,), num_cpus=1, max_retries=3)
+            ds = ds.map(_run_one, fn_args=(plan,), num_cpus=1)
         for row in ds.iter_rows():
             counts = json.loads(row["counts"])
             st.merge(total, counts)

@@ -1,0 +1,3 @@
+"""Quality filters: each decides per document and names the rule that dropped it."""
+
+from llmray.ops.filters import language  # noqa: F401

@@ -1,0 +1,33 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+ENGLISH = (
+    "The committee met on Tuesday to review the annual budget and the plans for the new library. "
+    "Members agreed that the reading rooms should stay open later in the evening, and that the "
+    "children's section needs more space. A final vote will take place at the next meeting."
+)
+
+
+def table(texts: list[str], ids: list[str] | None = None) -> pa.Table:
+    ids = ids or [f"d{i}" for i in range(len(texts))]
+    return pa.table({"id": ids, "text": texts, "source": ["test"] * len(texts)})
+
+
+def write_jsonl(path: Path, records: list[dict | str]) -> Path:
+    """Records may be dicts (serialized) or raw strings (written as they are, for broken lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write((record if isinstance(record, str) else json.dumps(record)) + "\n")
+    return path
+
+
+def job(input_path: Path | str, out: Path, steps: list | None = None, **output) -> dict:
+    return {"input": {"paths": [str(input_path)]}, "steps": steps or [],
+            "output": {"path": str(out), **output}}

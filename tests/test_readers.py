@@ -1,0 +1,127 @@
+"""Readers: every format, stable ids, and every kind of bad input quarantined with file and line."""
+
+import gzip
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from llmray.config import InputSpec
+from llmray.errors import UserError
+from llmray.io.readers import plan_chunks, read_chunk
+from tests.helpers import write_jsonl
+
+
+def read_all(path, **options):
+    spec = InputSpec(paths=[str(path)], **options)
+    docs, quarantined, too_large = [], [], []
+    for chunk in plan_chunks(spec, 0):
+        for batch in read_chunk(chunk, spec):
+            docs += batch.table.to_pylist()
+            quarantined += batch.quarantined
+            too_large += batch.too_large
+    return docs, quarantined, too_large
+
+
+def test_jsonl_ids_from_field_or_file_and_line(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"id": 7, "text": "one"}, {"text": "two"}, "", {"id": "x", "text": "3"}])
+    docs, quarantined, _ = read_all(path)
+    assert [(d["id"], d["text"]) for d in docs] == [("7", "one"), ("a.jsonl:2", "two"), ("x", "3")]
+    assert quarantined == []
+
+
+@pytest.mark.parametrize("suffix, compress", [
+    (".jsonl.gz", gzip.compress), (".jsonl.zst", lambda b: zstandard.ZstdCompressor().compress(b))])
+def test_compressed_jsonl(tmp_path, suffix, compress):
+    path = tmp_path / f"c{suffix}"
+    path.write_bytes(compress(b'{"text": "hello"}\n{"text": "world"}\n'))
+    docs, quarantined, _ = read_all(path)
+    assert [d["text"] for d in docs] == ["hello", "world"] and not quarantined
+
+
+def test_parquet_and_text_files(tmp_path):
+    pq.write_table(pa.table({"id": [1, None], "text": ["p1", "p2"], "year": [2000, 2001]}), tmp_path / "p.parquet")
+    docs, _, _ = read_all(tmp_path / "p.parquet", keep_fields=["year"])
+    assert [(d["id"], d["text"], d["year"]) for d in docs] == [("1", "p1", 2000), ("p.parquet:2", "p2", 2001)]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "doc.txt").write_text("a whole file\nis one document")
+    docs, _, _ = read_all(tmp_path / "t")
+    assert docs[0]["id"] == "doc.txt" and docs[0]["text"] == "a whole file\nis one document"
+
+
+def test_large_plain_jsonl_is_split_into_chunks_without_losing_or_repeating_lines(tmp_path):
+    records = [{"text": f"document number {i} " + "x" * (i % 50)} for i in range(3000)]
+    path = write_jsonl(tmp_path / "big.jsonl", records)
+    spec = InputSpec(paths=[str(path)], chunk_mb=0.02)
+    chunks = plan_chunks(spec, 0)
+    assert len(chunks) > 5
+    docs = [d for c in chunks for b in read_chunk(c, spec) for d in b.table.to_pylist()]
+    assert [d["text"] for d in docs] == [r["text"] for r in records]
+    assert [d["id"] for d in docs] == [f"big.jsonl:{i + 1}" for i in range(3000)]
+
+
+def test_bad_records_are_quarantined_with_file_line_and_error(tmp_path):
+    path = write_jsonl(tmp_path / "bad.jsonl", [
+        {"text": "good"}, '{"text": "broken', {"id": 1}, {"text": 42}, "[1, 2]", {"text": "also good"}])
+    with open(path, "ab") as f:
+        f.write(b'{"text": "bad \xff\xfe utf8"}\n')
+    docs, quarantined, _ = read_all(path)
+    assert [d["text"] for d in docs] == ["good", "also good"]
+    errors = {q["line"]: q["error"] for q in quarantined}
+    assert set(errors) == {2, 3, 4, 5, 7}
+    assert "bad.jsonl:2: not valid JSON" in errors[2]
+    assert "missing text field 'text'" in errors[3]
+    assert "text field 'text' is int, expected a string" in errors[4]
+    assert "expected a JSON object, got list" in errors[5]
+    assert "UTF-8" in errors[7]
+    assert all(q["file"].endswith("bad.jsonl") for q in quarantined)
+
+
+def test_truncated_gzip_keeps_what_was_readable(tmp_path):
+    whole = gzip.compress(b"".join(b'{"text": "line %d"}\n' % i for i in range(5000)))
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    docs, quarantined, _ = read_all(path)
+    assert 0 < len(docs) < 5000
+    assert len(quarantined) == 1
+    assert "ends early or is corrupt" in quarantined[0]["error"] and quarantined[0]["line"] == len(docs) + 1
+
+
+@pytest.mark.parametrize("name, content", [
+    ("empty.jsonl", b""), ("empty.jsonl.gz", gzip.compress(b"")), ("empty.txt", b"")])
+def test_empty_file_is_quarantined(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    docs, quarantined, _ = read_all(tmp_path / name)
+    assert docs == [] and len(quarantined) == 1 and "empty file" in quarantined[0]["error"]
+
+
+def test_invalid_utf8_text_file_and_bad_parquet(tmp_path):
+    (tmp_path / "bad.txt").write_bytes(b"fine line\nbroken \xc3\x28 here")
+    _, quarantined, _ = read_all(tmp_path / "bad.txt")
+    assert "invalid UTF-8" in quarantined[0]["error"] and quarantined[0]["line"] == 2
+    pq.write_table(pa.table({"body": ["x", "y"]}), tmp_path / "nocol.parquet")
+    _, quarantined, _ = read_all(tmp_path / "nocol.parquet")
+    assert quarantined[0]["rows"] == 2 and "no column 'text'" in quarantined[0]["error"]
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    _, quarantined, _ = read_all(tmp_path / "junk.parquet")
+    assert "not a readable parquet file" in quarantined[0]["error"]
+
+
+def test_oversized_document_is_dropped_without_reading_it_whole(tmp_path):
+    path = tmp_path / "huge.jsonl"
+    with open(path, "w") as f:
+        f.write('{"text": "small"}\n')
+        f.write('{"id": "big-one", "text": "' + "a" * (3 << 20) + '"}\n')
+        f.write('{"text": "after"}\n')
+    docs, quarantined, too_large = read_all(path, max_doc_mb=1)
+    assert [d["text"] for d in docs] == ["small", "after"]
+    assert too_large == [("big-one", (3 << 20) + 30)]
+
+
+def test_missing_and_unknown_inputs_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="input not found"):
+        plan_chunks(InputSpec(paths=[str(tmp_path / "missing")]), 0)
+    (tmp_path / "x.bin").write_bytes(b"?")
+    with pytest.raises(UserError, match="cannot tell the format"):
+        plan_chunks(InputSpec(paths=[str(tmp_path / "x.bin")]), 0)

@@ -1,0 +1,121 @@
+"""End to end through a real local Ray runtime: outputs, stats that reconcile, bad input, resume."""
+
+import gzip
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from llmray.config import parse_job
+from llmray.errors import UserError
+from llmray.pipeline.runner import RunOptions, run_job
+from tests.helpers import ENGLISH, job, write_jsonl
+
+QUIET = RunOptions(progress=False)
+
+
+def reconciles(stats: dict) -> bool:
+    return stats["docs_in"] == stats["docs_out"] + sum(stats["dropped"].values()) + stats["quarantined"]
+
+
+def kept_ids(out) -> list[str]:
+    return sorted(pq.read_table(out / "data").column("id").to_pylist())
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    records = [{"id": f"en{i}", "text": f"{ENGLISH} Item {i}, call 555-123-{1000 + i} or mail a{i}@example.org."}
+               for i in range(40)]
+    records += [{"id": f"fr{i}", "text": "Le conseil municipal a voté le budget annuel de la bibliothèque "
+                                        "et les horaires d'ouverture du soir pour les familles."}
+                for i in range(10)]
+    write_jsonl(tmp_path / "in" / "part1.jsonl", records[:25])
+    with gzip.open(tmp_path / "in" / "part2.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records[25:])
+    return tmp_path / "in"
+
+
+def test_pipeline_writes_data_stats_report_and_rejects(ray_session, corpus, tmp_path):
+    out = tmp_path / "out"
+    steps = ["unicode_normalize", "clean_whitespace", "pii_redact", {"language": {"languages": ["en"]}}]
+    stats = run_job(parse_job(job(corpus, out, steps, rejects=True)), QUIET)
+    assert stats["docs_in"] == 50 and stats["docs_out"] == 40
+    assert stats["dropped"] == {"language.other_language": 10}
+    assert reconciles(stats) and stats["accounting_ok"]
+    names = [s["name"] for s in stats["stages"]]
+    assert names == ["read", "unicode_normalize", "clean_whitespace", "pii_redact", "language", "write"]
+    for stage in stats["stages"]:
+        assert {"name", "docs_in", "docs_out", "wall_s"} <= set(stage)
+    assert stats["counters"]["pii_redact"] == {"email_redacted": 40, "phone_redacted": 40}
+    assert stats["wall_s"] > 0 and stats["startup_s"] >= 0
+    data = pq.read_table(out / "data")
+    assert {"id", "text", "source"} <= set(data.column_names)
+    assert all("<EMAIL>" in t and "<PHONE>" in t and "@" not in t for t in data.column("text").to_pylist())
+    rejects = pq.read_table(out / "rejects")
+    assert sorted(rejects.column("id").to_pylist()) == sorted(f"fr{i}" for i in range(10))
+    assert set(rejects.column("reason").to_pylist()) == {"language.other_language"}
+    on_disk = json.loads((out / "stats.json").read_text())
+    assert on_disk["docs_out"] == 40 and on_disk["sources"]["default"]["docs_out"] == 40
+    report = (out / "report.html").read_text()
+    assert "data:image/png;base64," in report and "language.other_language" in report
+
+
+def test_every_kind_of_bad_input_in_one_run(ray_session, tmp_path):
+    src = tmp_path / "in"
+    write_jsonl(src / "good.jsonl", [{"text": ENGLISH}] * 3)
+    write_jsonl(src / "broken.jsonl", [{"text": ENGLISH}, '{"text": "cut', {"body": "no text"}, {"text": 5}])
+    with open(src / "broken.jsonl", "ab") as f:
+        f.write(b'{"text": "bad \xff byte"}\n')
+    whole = gzip.compress(b"".join(b'{"text": "record %d"}\n' % i for i in range(4000)))
+    (src / "truncated.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    (src / "empty.jsonl").write_bytes(b"")
+    (src / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    pq.write_table(pa.table({"body": ["a", "b", "c"]}), src / "wrongcol.parquet")
+    with open(src / "huge.jsonl", "w") as f:
+        f.write('{"id": "huge", "text": "' + "word " * 300_000 + '"}\n')
+    spec = parse_job({"input": {"paths": str(src), "max_doc_mb": 1}, "output": {"path": str(tmp_path / "out")}})
+    stats = run_job(spec, QUIET)
+    assert reconciles(stats)
+    assert stats["dropped"] == {"read.too_large": 1}
+    lines = [json.loads(line) for p in (tmp_path / "out" / "quarantine").glob("*.jsonl")
+             for line in p.read_text().splitlines()]
+    by_file = {}
+    for q in lines:
+        by_file.setdefault(q["file"].rsplit("/", 1)[-1], []).append(q)
+    assert sorted(q["line"] for q in by_file["broken.jsonl"]) == [2, 3, 4, 5]
+    assert {"truncated.jsonl.gz", "empty.jsonl", "latin1.txt", "wrongcol.parquet"} <= set(by_file)
+    assert stats["quarantined"] == sum(q["rows"] for q in lines)
+    assert all(q["error"] and q["file"] for q in lines)
+
+
+def test_jsonl_gz_output_and_resume_skips_finished_chunks(ray_session, corpus, tmp_path):
+    out = tmp_path / "out"
+    raw = job(corpus, out, ["clean_whitespace"], format="jsonl.gz")
+    first = run_job(parse_job(raw), QUIET)
+    shards = sorted((out / "data").glob("*.jsonl.gz"))
+    assert shards and all(json.loads(gzip.open(p).readline())["id"] for p in shards)
+    markers = sorted((out / "_progress" / "s0").glob("*.json"))
+    assert len(markers) == 2
+    # Simulate a crash that lost the second chunk: its marker and shards are gone, a temp file is left.
+    markers[1].unlink()
+    key = markers[1].stem
+    for p in (out / "data").glob(f"{key}-*"):
+        p.unlink()
+    (out / "data" / f"{key}-0000.jsonl.gz.tmp").write_bytes(b"half")
+    again = run_job(parse_job(raw), QUIET)
+    assert again["docs_in"] == first["docs_in"] and again["docs_out"] == first["docs_out"]
+    assert not list((out / "data").glob("*.tmp"))
+    ids = [json.loads(line)["id"] for p in (out / "data").glob("*.jsonl.gz") for line in gzip.open(p)]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == first["docs_out"]
+
+
+def test_changed_job_is_refused_without_overwrite(ray_session, corpus, tmp_path):
+    out = tmp_path / "out"
+    run_job(parse_job(job(corpus, out, ["clean_whitespace"])), QUIET)
+    changed = parse_job(job(corpus, out, ["unicode_normalize"]))
+    with pytest.raises(UserError, match="different job"):
+        run_job(changed, QUIET)
+    stats = run_job(changed, RunOptions(progress=False, overwrite=True))
+    assert [s["name"] for s in stats["stages"]][1] == "unicode_normalize"
+    assert len(kept_ids(out)) == 50
