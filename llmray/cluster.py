@@ -34,10 +34,10 @@ def _quiet_ray_data() -> None:
     """llmray prints its own progress; Ray Data's per-operator bars would drown it."""
     import ray.data
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def cpu_count() -> int:
