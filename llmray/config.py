@@ -44,6 +44,8 @@ class InputSpec:
     max_doc_mb: float = 64.0
     #: Uncompressed JSONL and text files larger than this are split into chunks read in parallel.
     chunk_mb: float = 64.0
+    #: Target share of this source in the output (by text bytes); see the ``mix`` step.
+    share: float | None = None
 
 
 @dataclasses.dataclass
@@ -113,7 +115,23 @@ def parse_job(raw: Any, source_file: str = "<python>") -> JobSpec:
     if output.format not in OUTPUT_FORMATS:
         raise JobError(f"output.format: {output.format!r} is not one of {', '.join(OUTPUT_FORMATS)}")
     steps = parse_steps(raw.get("steps") or [])
+    steps += _implicit_mix(inputs, steps)
     return JobSpec(inputs=inputs, steps=steps, output=output, source_file=source_file)
+
+
+def _implicit_mix(inputs: list[InputSpec], steps: list[Op]) -> list[Op]:
+    """Inputs with a ``share`` are mixed after the last step, unless the job places ``mix`` itself."""
+    shared = [i for i in inputs if i.share is not None]
+    if not shared or any(op.name == "mix" for op in steps):
+        return []
+    if len(shared) != len(inputs):
+        raise JobError("input: give every input a share, or none (shares set the output's mix of sources)")
+    names = [i.source for i in inputs]
+    if len(set(names)) != len(names):
+        raise JobError("input: inputs with a share need distinct source names")
+    from llmray.ops.mix import Mix
+
+    return [Mix(shares={i.source: i.share for i in inputs})]
 
 
 def parse_steps(raw_steps: Any) -> list[Op]:

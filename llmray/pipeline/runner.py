@@ -88,7 +88,7 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
         result, g_counts = _run_global(global_op, k, plan.data_dir, out, spec, options)
         global_details[global_op.name] = result.details
         st.merge(total, g_counts)
-        source = _parquet_chunks(work / f"g{k}")
+        source = _parquet_chunks(work / f"g{k}", prefix=f"g{k}")
     wall_s = time.perf_counter() - started
     stats = _finish(total, stage_order, spec, wall_s, startup_s, started_at, global_details)
     shutil.rmtree(work, ignore_errors=True)
@@ -271,9 +271,10 @@ def _run_global(op: GlobalOp, k: int, input_dir: Path, out: Path, spec: JobSpec,
     return result, counts
 
 
-def _parquet_chunks(directory: Path) -> list[Chunk]:
+def _parquet_chunks(directory: Path, prefix: str) -> list[Chunk]:
+    """A global step's output as chunks for the next segment (keys unique across segments)."""
     files = sorted(directory.rglob("*.parquet")) if directory.is_dir() else []
-    return [Chunk(key=f"p-{i:05d}", url=str(p), name=p.name, format="parquet", compression=None,
+    return [Chunk(key=f"{prefix}-{i:05d}", url=str(p), name=p.name, format="parquet", compression=None,
                   source="", input_index=0) for i, p in enumerate(files)]
 
 
@@ -295,6 +296,7 @@ def _finish(total: dict, stage_order: list[str], spec: JobSpec, wall_s: float, s
         "length_histogram": {"bins": "log2 of characters", "before": total["length_in"],
                              "after": total["length_out"]},
         "nodes": len(total["nodes"]), "num_cpus": _cpus(),
+        "retries": total["retries"],
         "global_steps": global_details,
         "started_at": started_at, "job_file": spec.source_file, "fingerprint": spec.fingerprint(),
     }

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from llmray.config import InputSpec
 from llmray.io.readers import TOO_LARGE, Chunk, ReadBatch, read_chunk
-from llmray.io.writers import JsonlWriter, ShardWriter, remove_partial, write_marker
+from llmray.io.writers import JsonlWriter, ShardWriter, atomic_write_text, remove_partial, write_marker
 from llmray.ops.base import SOURCE, TEXT, Filter, MapOp, Op
 from llmray.pipeline import stats as st
 
@@ -65,6 +65,7 @@ def run_chunk(chunk: Chunk, plan: SegmentPlan, node_id: str = "") -> dict[str, A
     remove_partial(outputs, chunk.key)
     counts = st.new_counts()
     counts["nodes"] = [node_id] if node_id else []
+    counts["retries"] = _count_attempt(plan.progress_dir / f"{chunk.key}.attempts")
     ops = _ready_ops(plan)
     data = ShardWriter(plan.data_dir, chunk.key, plan.output_format, plan.shard_bytes)
     rejects = ShardWriter(plan.rejects_dir, chunk.key, "parquet") if plan.rejects_dir else None
@@ -105,6 +106,14 @@ def run_chunk(chunk: Chunk, plan: SegmentPlan, node_id: str = "") -> dict[str, A
     quarantine.close()
     write_marker(plan.marker(chunk), counts)
     return counts
+
+
+def _count_attempt(path: Path) -> int:
+    """Record one more attempt at a chunk; return how many earlier attempts did not finish."""
+    earlier = int(path.read_text()) if path.exists() else 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, str(earlier + 1))
+    return earlier
 
 
 def _batches(chunk: Chunk, plan: SegmentPlan) -> Iterator[ReadBatch]:

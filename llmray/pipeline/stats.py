@@ -21,7 +21,7 @@ def new_counts() -> dict[str, Any]:
     return {
         "docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0, "quarantined": 0,
         "dropped": {}, "dropped_bytes": {}, "stages": {}, "counters": {}, "sources": {},
-        "length_in": [0] * LENGTH_BINS, "length_out": [0] * LENGTH_BINS, "nodes": [],
+        "length_in": [0] * LENGTH_BINS, "length_out": [0] * LENGTH_BINS, "nodes": [], "retries": 0,
     }
 
 
