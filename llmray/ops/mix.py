@@ -37,7 +37,7 @@ def _source_bytes(path: str) -> dict[str, int]:
     table = pq.read_table(path, columns=[SOURCE, TEXT])
     sized = pa.table({SOURCE: table.column(SOURCE), "n": pc.binary_length(table.column(TEXT))})
     grouped = sized.group_by(SOURCE).aggregate([("n", "sum")]).to_pydict()
-    return dict(zip(grouped[SOURCE], grouped["n_sum"]))
+    return dict(zip(grouped[SOURCE], grouped["n_sum"], strict=True))
 
 
 def _sample_file(path: str, out_dir: str, rejects_dir: str | None, rates: dict[str, float],

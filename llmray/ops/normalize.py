@@ -87,6 +87,6 @@ class CleanWhitespace(MapOp):
         text = pc.replace_substring_regex(text, _CONTROL, "")
         text = pc.replace_substring_regex(text, r"[\t \x{A0}\x{3000}\x{2000}-\x{200A}]+", " ")
         text = pc.replace_substring_regex(text, r" *\n *", "\n")
-        text = pc.replace_substring_regex(text, "\n{%d,}" % (self.max_blank_lines + 2),
+        text = pc.replace_substring_regex(text, f"\n{{{self.max_blank_lines + 2},}}",
                                           "\n" * (self.max_blank_lines + 1))
         return _replace_text(table, pc.utf8_trim_whitespace(text))

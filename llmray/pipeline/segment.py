@@ -85,7 +85,7 @@ def run_chunk(chunk: Chunk, plan: SegmentPlan, node_id: str = "") -> dict[str, A
             source = _source(counts, chunk.source)
             source["docs_in"] += n_read
             source["bytes_in"] += size_in
-        for op, stage in zip(ops, plan.stage_names):
+        for op, stage in zip(ops, plan.stage_names, strict=True):
             table = _apply(op, stage, table, counts, rejects)
         started = time.perf_counter()
         data.write(table)
@@ -177,4 +177,4 @@ def _per_source(table: pa.Table) -> list[tuple[str, int, int]]:
         return []
     sized = pa.table({SOURCE: table.column(SOURCE), "n": pc.binary_length(table.column(TEXT))})
     grouped = sized.group_by(SOURCE).aggregate([("n", "count"), ("n", "sum")]).to_pydict()
-    return list(zip(grouped[SOURCE], grouped["n_count"], grouped["n_sum"]))
+    return list(zip(grouped[SOURCE], grouped["n_count"], grouped["n_sum"], strict=True))

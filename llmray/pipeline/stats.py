@@ -67,7 +67,7 @@ def merge(total: Any, part: Any) -> Any:
     if isinstance(total, list):
         if total and isinstance(total[0], str) or part and isinstance(part[0], str):
             return sorted(set(total) | set(part))
-        return [a + b for a, b in zip(total, part)]
+        return [a + b for a, b in zip(total, part, strict=True)]
     return total + part
 
 
