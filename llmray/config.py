@@ -41,7 +41,7 @@ class InputSpec:
     #: Extra input fields carried through to the output as columns.
     keep_fields: list[str] = dataclasses.field(default_factory=list)
     #: Documents larger than this are dropped as ``read.too_large`` without being held in memory.
-    max_doc_mb: float = 64.0
+    max_doc_mb: float = 128.0
     #: Uncompressed JSONL and text files larger than this are split into chunks read in parallel.
     chunk_mb: float = 64.0
     #: Target share of this source in the output (by text bytes); see the ``mix`` step.

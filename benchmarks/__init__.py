@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, memory and accuracy, with peers side by side."""
