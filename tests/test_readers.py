@@ -125,3 +125,12 @@ def test_missing_and_unknown_inputs_are_user_errors(tmp_path):
     (tmp_path / "x.bin").write_bytes(b"?")
     with pytest.raises(UserError, match="cannot tell the format"):
         plan_chunks(InputSpec(paths=[str(tmp_path / "x.bin")]), 0)
+
+
+def test_parquet_null_and_oversized_texts(tmp_path):
+    pq.write_table(pa.table({"text": [None, "ok", "x" * 3000, "fine"], "n": [1, 2, 3, 4]}), tmp_path / "m.parquet")
+    docs, quarantined, too_large = read_all(tmp_path / "m.parquet", max_doc_mb=0.001, keep_fields=["n", "absent"])
+    assert [(d["id"], d["text"], d["n"], d["absent"]) for d in docs] == [
+        ("m.parquet:2", "ok", 2, None), ("m.parquet:4", "fine", 4, None)]
+    assert [q["line"] for q in quarantined] == [1] and "is null" in quarantined[0]["error"]
+    assert too_large == [("m.parquet:3", 3000)]

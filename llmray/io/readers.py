@@ -16,8 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import fsspec
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from llmray.config import InputSpec
@@ -141,7 +143,6 @@ class _BatchBuilder:
         self.quarantined: list[dict[str, Any]] = []
         self.too_large: list[tuple[str, int]] = []
         self.nbytes = 0
-        self.records = 0
 
     def derived_id(self, line: int | None) -> str:
         return f"{self.chunk.name}:{line}" if line is not None else self.chunk.name
@@ -152,7 +153,6 @@ class _BatchBuilder:
         for field in self.spec.keep_fields:
             self.columns[field].append(extra.get(field))
         self.nbytes += len(text)
-        self.records += 1
 
     def quarantine(self, line: int | None, error: str, raw: bytes, rows: int = 1) -> None:
         where = f"{self.chunk.url}" + (f":{line}" if line is not None else "")
@@ -160,11 +160,16 @@ class _BatchBuilder:
             "file": self.chunk.url, "line": line, "rows": rows, "error": f"{where}: {error}",
             "raw": raw[:RAW_SNIPPET].decode("utf-8", errors="replace"),
         })
-        self.records += rows
 
     def drop_too_large(self, doc_id: str, size: int) -> None:
         self.too_large.append((doc_id, size))
-        self.records += 1
+
+    def emit(self, table: pa.Table) -> Iterator[ReadBatch]:
+        """Pass on a batch built in Arrow (columns id, text and the kept fields) with what is pending."""
+        yield from self.flush(final=True)
+        source = pa.array([self.chunk.source] * table.num_rows, pa.string())
+        yield ReadBatch(table.append_column(SOURCE, source), self.quarantined, self.too_large)
+        self.quarantined, self.too_large = [], []
 
     def flush(self, final: bool = False) -> Iterator[ReadBatch]:
         if not final and self.nbytes < BATCH_BYTES and len(self.columns[TEXT]) < BATCH_ROWS:
@@ -328,17 +333,33 @@ def _read_parquet(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator
             out.quarantine(None, f"column {spec.text_field!r} is {text_type}, expected a string", b"", rows=rows)
             return
         columns = [c for c in dict.fromkeys([spec.text_field, spec.id_field, *spec.keep_fields]) if c in names]
-        row = 0
-        for batch in pf.iter_batches(batch_size=1024, columns=columns):
-            data = batch.to_pydict()
-            ids = data.get(spec.id_field, [None] * batch.num_rows)
-            for i, text in enumerate(data[spec.text_field]):
-                row += 1
-                doc_id = out.derived_id(row) if ids[i] is None else str(ids[i])
-                if text is None:
-                    out.quarantine(row, f"text field {spec.text_field!r} is null", b"")
-                elif len(text) > limit:
-                    out.drop_too_large(doc_id, len(text.encode()))
-                else:
-                    out.add(doc_id, text, {f: data[f][i] for f in spec.keep_fields if f in data})
-            yield from out.flush()
+        first_row = 1
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+            yield from out.emit(_parquet_batch(pa.Table.from_batches([batch]), first_row, spec, out, limit))
+            first_row += batch.num_rows
+
+
+def _parquet_batch(table: pa.Table, first_row: int, spec: InputSpec, out: _BatchBuilder, limit: int) -> pa.Table:
+    """Vectorized: derive missing ids, quarantine null texts, drop oversized ones; Python only per bad row."""
+    text = table.column(spec.text_field)
+    rows = np.arange(first_row, first_row + table.num_rows)
+    ids = (table.column(spec.id_field).cast(pa.string()) if spec.id_field in table.column_names
+           else pa.nulls(table.num_rows, pa.string()))
+    missing = ids.is_null().to_numpy(zero_copy_only=False)
+    if missing.any():
+        derived = np.array(ids.to_pylist(), dtype=object)
+        derived[missing] = [out.derived_id(int(r)) for r in rows[missing]]
+        ids = pa.array(derived, pa.string())
+    null = text.is_null().to_numpy(zero_copy_only=False)
+    sizes = pc.binary_length(text).fill_null(0).to_numpy(zero_copy_only=False)
+    big = sizes > limit
+    for i in np.flatnonzero(null):
+        out.quarantine(int(rows[i]), f"text field {spec.text_field!r} is null", b"")
+    for i in np.flatnonzero(big):
+        out.drop_too_large(ids[int(i)].as_py(), int(sizes[i]))
+    keep = pa.array(~(null | big))
+    columns = {ID: pc.filter(ids, keep), TEXT: pc.filter(text, keep).cast(pa.string())}
+    for field in spec.keep_fields:
+        columns[field] = (pc.filter(table.column(field), keep) if field in table.column_names
+                          else pa.nulls(int(pc.sum(keep).as_py() or 0)))
+    return pa.table(columns)
