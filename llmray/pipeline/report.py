@@ -24,7 +24,7 @@ def _plots(stats: dict[str, Any]) -> list[tuple[str, str]]:
     plots = []
     stages = [s for s in stats["stages"] if s["name"] not in ("write", "intermediate_io")]
     if stages:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(stages) + 1.6))
+        fig, axes = plt.subplots(1, 2, sharey=True, figsize=(11, 0.45 * len(stages) + 1.6))
         names = [s["name"] for s in stages][::-1]
         for ax, unit, scale in ((axes[0], "docs", 1), (axes[1], "bytes", 1e6)):
             kept = [s[f"{unit}_out"] / scale for s in stages][::-1]
