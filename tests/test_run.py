@@ -119,3 +119,13 @@ def test_changed_job_is_refused_without_overwrite(ray_session, corpus, tmp_path)
     stats = run_job(changed, RunOptions(progress=False, overwrite=True))
     assert [s["name"] for s in stats["stages"]][1] == "unicode_normalize"
     assert len(kept_ids(out)) == 50
+
+
+def test_rerunning_a_finished_job_changes_nothing(ray_session, corpus, tmp_path):
+    out = tmp_path / "out"
+    raw = job(corpus, out, ["clean_whitespace"])
+    first = run_job(parse_job(raw), QUIET)
+    shards = {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()}
+    again = run_job(parse_job(raw), QUIET)
+    assert again == first
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()} == shards

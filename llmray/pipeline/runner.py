@@ -53,6 +53,9 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
     options = options or RunOptions()
     out = Path(spec.output.path)
     chunks = [c for i, inp in enumerate(spec.inputs) for c in plan_chunks(inp, i)]
+    finished = _finished_stats(out, spec)
+    if finished and not options.overwrite:
+        return finished
     _prepare_output(out, spec, options.overwrite)
     from llmray import cluster
 
@@ -124,6 +127,15 @@ def _label(k: int, ops: list[Op], global_op: GlobalOp | None) -> str:
     return f"segment {k + 1}: " + " > ".join(parts)
 
 
+def _finished_stats(out: Path, spec: JobSpec) -> dict[str, Any] | None:
+    """The stats of a completed run of this same job in ``out``, if there is one."""
+    try:
+        stats = json.loads((out / "stats.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return stats if stats.get("fingerprint") == spec.fingerprint() and stats.get("accounting_ok") else None
+
+
 def _prepare_output(out: Path, spec: JobSpec, overwrite: bool) -> None:
     job_file = out / "job.json"
     if overwrite:
@@ -144,7 +156,6 @@ def _prepare_output(out: Path, spec: JobSpec, overwrite: bool) -> None:
             raise UserError(f"{out} already holds {', '.join(sorted(leftovers))} from another run; "
                             f"pass --overwrite to replace it, or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "stats.json").unlink(missing_ok=True)
     atomic_write_text(job_file, json.dumps({"fingerprint": spec.fingerprint(), "job": spec.to_dict(),
                                             "job_file": spec.source_file}, indent=2, default=str))
 
