@@ -97,7 +97,9 @@ def test_jsonl_gz_output_and_resume_skips_finished_chunks(ray_session, corpus, t
     assert shards and all(json.loads(gzip.open(p).readline())["id"] for p in shards)
     markers = sorted((out / "_progress" / "s0").glob("*.json"))
     assert len(markers) == 2
-    # Simulate a crash that lost the second chunk: its marker and shards are gone, a temp file is left.
+    # Simulate a crash that lost the second chunk: its marker and shards are gone, a temp file is
+    # left, and the run never got to write stats.json.
+    (out / "stats.json").unlink()
     markers[1].unlink()
     key = markers[1].stem
     for p in (out / "data").glob(f"{key}-*"):
