@@ -25,7 +25,7 @@ import yaml
 from llmray.errors import JobError, UserError, check_keys
 from llmray.ops.base import Op, registry
 
-FORMATS = ("auto", "jsonl", "parquet", "text")
+FORMATS = ("auto", "jsonl", "parquet", "text", "warc", "html")
 OUTPUT_FORMATS = ("parquet", "jsonl.gz")
 
 

@@ -35,6 +35,7 @@ _EXTENSIONS = {
     ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
     ".parquet": "parquet", ".pq": "parquet",
     ".txt": "text", ".text": "text", ".md": "text",
+    ".warc": "warc", ".wet": "warc", ".html": "html", ".htm": "html",
 }
 _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
 
@@ -80,7 +81,7 @@ def plan_chunks(spec: InputSpec, input_index: int) -> list[Chunk]:
             fmt, compression = detect(name, spec.format)
             if fmt is None:
                 raise UserError(f"{url}: cannot tell the format from the name; set input.format "
-                                f"(one of jsonl, parquet, text)")
+                                f"(one of jsonl, parquet, text, warc, html)")
             base = f"i{input_index}-{len(chunks):05d}"
             step = int(spec.chunk_mb * (1 << 20))
             if fmt == "jsonl" and compression is None and size > step > 0:
@@ -124,7 +125,10 @@ def _expand(given: str) -> list[tuple[str, str, int]]:
 
 def read_chunk(chunk: Chunk, spec: InputSpec) -> Iterator[ReadBatch]:
     """Stream a chunk as batches of documents. Never raises for bad data: it quarantines it."""
-    readers = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet}
+    from llmray.io.warc import read_html, read_warc  # imports this module, so not at the top
+
+    readers = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet, "warc": read_warc,
+               "html": read_html}
     builder = _BatchBuilder(chunk, spec)
     try:
         yield from readers[chunk.format](chunk, spec, builder)

@@ -1,3 +1,3 @@
 """All built-in steps; importing this package registers them for job files."""
 
-from llmray.ops import filters, mix, normalize, pii, python  # noqa: F401
+from llmray.ops import filters, html, mix, normalize, pii, python  # noqa: F401
