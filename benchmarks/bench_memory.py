@@ -79,7 +79,8 @@ def run(gb: float, output_dir: Path, num_cpus: int = 2) -> dict:
             f.write(json.dumps({"id": "huge", "text": PARAGRAPH * (100 * 2**20 // len(PARAGRAPH))}) + "\n")
             f.write(json.dumps({"id": "small", "text": PARAGRAPH}) + "\n")
         job = work / "one.yaml"
-        job.write_text(f"input: {{paths: {one}, max_doc_mb: 128}}\nsteps: {STEPS}\noutput: {{path: {work / 'one-out'}}}\n")
+        job.write_text(f"input: {{paths: {one}, max_doc_mb: 128}}\nsteps: {STEPS}\n"
+                       f"output: {{path: {work / 'one-out'}}}\n")
         run_stats = measure(job, ["--num-cpus", str(num_cpus)])
         stats = json.loads((work / "one-out" / "stats.json").read_text())
         results["document_100mb"] = {**run_stats, "docs_out": stats["docs_out"], "dropped": stats["dropped"]}

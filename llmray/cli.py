@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(sub)
     _add_ops(sub)
+    from llmray import bench, jobs
+    from llmray.train import commands as train_commands
+
+    jobs.add_parsers(sub)
+    train_commands.add_parsers(sub)
+    bench.add_parser(sub)
     return parser
 
 

@@ -1,3 +1,1 @@
-"""All built-in steps; importing this package registers them for job files."""
-
-from llmray.ops import filters, html, mix, normalize, pii, python  # noqa: F401
+"""Steps of a job: one small op per concept (see base.py for the contract, builtin.py for the list)."""

@@ -41,7 +41,7 @@ def register(cls: type[Op]) -> type[Op]:
 
 
 def registry() -> dict[str, type[Op]]:
-    import llmray.ops  # noqa: F401  (registers the built-in ops)
+    import llmray.ops.builtin  # noqa: F401  (registers the built-in ops)
 
     return dict(_REGISTRY)
 

@@ -1,0 +1,399 @@
+"""``llmray bench``: every stage's throughput and memory, scaling over cores, dedup accuracy, peers.
+
+The order of a run, each measurement in a child process of its own (see ``measure.run_child``):
+
+1. corpora: the generated one (or ``--input``) with ground truth, and the shipped quickstart corpus;
+2. stages, one core each, on both corpora (``stages.py``);
+3. scaling: jobs through the real runner at each ``--cpus`` count, and on ``--address`` (``scaling.py``);
+4. each part's own benchmark, ``benchmarks/bench_*.py`` ``run()`` (``external.py``);
+5. peers on the same corpus: datasketch always, datatrove and rensa with ``--peers`` (``peers.py``);
+6. ``results.json``, PNG plots and ``results.md``.
+
+A stage that cannot run is recorded with the reason and the run goes on; only a broken harness
+stops it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import corpus, external, measure, peers, stages
+from llmray.errors import UserError
+
+SCHEMA_VERSION = 1
+#: (docs, repeats) of each mode.
+MODES = {"quick": (3000, 1), "full": (20000, 3)}
+#: datatrove runs at about 100-200 documents/s: it gets a sample of this many documents.
+PEER_DOCS = {"quick": 500, "full": 5000}
+
+
+@dataclasses.dataclass
+class Settings:
+    output: Path
+    quick: bool = False
+    docs: int | None = None
+    repeats: int | None = None
+    cpus: list[int] | None = None
+    #: Stage names, groups or part names to run; None runs everything.
+    stages: list[str] | None = None
+    peers: bool = False
+    peers_python: str | None = None
+    peer_docs: int | None = None
+    input: list[str] | None = None
+    truth: str | None = None
+    address: str | None = None
+    seed: int = 0
+    timeout_s: float | None = None
+    keep_corpus: bool = False
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    def resolved(self) -> Settings:
+        """Fill the mode's defaults: documents, repeats, CPU counts, peer sample, child timeout."""
+        docs, repeats = MODES[self.mode]
+        n = os.cpu_count() or 1
+        cpus = self.cpus or sorted({1, n} if self.quick else {1, n, *(2**k for k in range(1, 8) if 2**k < n)})
+        return dataclasses.replace(
+            self, docs=self.docs or docs, repeats=self.repeats or repeats, cpus=cpus,
+            peer_docs=self.peer_docs or PEER_DOCS[self.mode],
+            timeout_s=self.timeout_s or (600 if self.quick else 3600))
+
+
+class Harness:
+    def __init__(self, settings: Settings):
+        self.s = settings.resolved()
+        self.out = self.s.output
+        self.work = self.out / "work"
+        self.skipped: list[dict[str, str]] = []
+        self.main_name = ""
+
+    def log(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    # --- 1. corpora ---------------------------------------------------------------------------------
+
+    def corpora(self) -> dict[str, dict[str, Any]]:
+        self.work.mkdir(parents=True, exist_ok=True)
+        if self.s.input:
+            truth = self.s.truth or corpus.guess_truth(self.s.input[0])
+            main = corpus.from_input(self.s.input, truth, self.s.docs, self.work / "corpus")
+        else:
+            main = corpus.synthetic(corpus.GeneratorParams(docs=self.s.docs, seed=self.s.seed),
+                                    self.work / "corpus")
+        main["role"] = "main"
+        quick = {**corpus.quickstart(), "role": "real"}
+        self.log(f"corpus {main['name']}: {main['docs']:,} docs, {main['text_mb']} MB; "
+                 f"quickstart: {quick['docs']:,} docs, {quick['text_mb']} MB")
+        return {main["name"]: main, quick["name"]: quick}
+
+    # --- 2. stages ----------------------------------------------------------------------------------
+
+    def selected(self, all_stages: list[stages.Stage]) -> list[stages.Stage]:
+        """The stages ``--stages`` names (by stage, group or part); unknown names are refused."""
+        if not self.s.stages:
+            return all_stages
+        picks = set(self.s.stages)
+        known = {st.name for st in all_stages} | {st.group for st in all_stages} | {
+            n for m in external.discover() for n in (m, external.part(m))}
+        unknown = sorted(picks - known)
+        if unknown:
+            raise UserError(f"--stages: unknown stage(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
+        return [st for st in all_stages if st.name in picks or st.group in picks]
+
+    def measure_stages(self, chosen: list[stages.Stage], corpora: dict[str, dict]) -> list[dict[str, Any]]:
+        entries = []
+        targets = [{"name": c["name"], "path": c["path"], "truth": c.get("truth")} for c in corpora.values()]
+        targets.sort(key=lambda c: c["name"] != "quickstart")  # the small one first: its peak stays its own
+        for k, stage in enumerate(chosen, 1):
+            entry: dict[str, Any] = {**dataclasses.asdict(stage)}
+            request = {"stage": dataclasses.asdict(stage), "corpora": targets, "repeats": self.s.repeats,
+                       "work_dir": str(self.work)}
+            try:
+                entry.update(measure.run_child("stages", request, self.s.timeout_s))
+            except measure.ChildFailed as exc:
+                entry.update(status="failed", reason=str(exc))
+            if entry["status"] == "ok":
+                main = entry["corpora"][self.main_name]
+                self.log(f"stage {k}/{len(chosen)} {stage.name}: "
+                         f"{main['mb_per_s_per_core']['median']} MB/s per core, "
+                         f"{main['docs_per_s']['median']} docs/s, peak {main['peak_rss_mb']} MB")
+            else:
+                self.log(f"stage {k}/{len(chosen)} {stage.name}: {entry['status'].upper()} {entry['reason']}")
+            entries.append(entry)
+        return entries
+
+    # --- 3. scaling ---------------------------------------------------------------------------------
+
+    def scaling_jobs(self, chosen: list[stages.Stage], measured: list[dict[str, Any]]) -> list[dict]:
+        """One job per selected group (its chain, or its selected ops), plus the whole pipeline.
+
+        Ops that could not run on the corpus in the stage measurements are left out. Quick mode runs
+        only the last of these jobs: the whole pipeline, or the one group selected.
+        """
+        unusable = {x["name"] for m in measured for x in m.get("excluded", [])}
+        # A global op skipped alone (tokenize needs train_tokenizer first) still runs in its group's job.
+        unusable |= {op for m in measured if m["status"] == "skipped" and m["kind"] != "global"
+                     for op in m["ops"]}
+        groups: dict[str, list[str]] = {}
+        for stage in chosen:
+            steps = stage.steps()
+            if steps is None:
+                continue
+            steps = [name for name in steps if name not in unusable]
+            ops = groups.setdefault(stage.group, [])
+            if stage.kind == "chain":
+                ops[:] = steps
+            elif not any(st.kind == "chain" and st.group == stage.group for st in chosen):
+                ops += [s for s in steps if s not in ops]
+        if "dedup" in groups:
+            groups["dedup"].sort(key=lambda name: "exact" not in name)
+        jobs = [{"name": group, "steps": steps} for group, steps in groups.items()]
+        pipeline = [s for group, steps in groups.items() if group != "read" for s in steps]
+        if len([j for j in jobs if j["name"] != "read"]) > 1:
+            jobs.append({"name": "pipeline", "steps": pipeline})
+        if self.s.quick and len(jobs) > 1:
+            jobs = [j for j in jobs if j["name"] != "read"][-1:]
+        return jobs
+
+    def scaling(self, chosen: list[stages.Stage], measured: list[dict[str, Any]],
+                main: dict[str, Any]) -> dict[str, Any]:
+        jobs = self.scaling_jobs(chosen, measured)
+        if not jobs:
+            return {"jobs": []}
+        warm = corpus.write_jsonl(self.work / "warmup.jsonl", _head(main["path"], 200))
+        size_mb = Path(main["path"]).stat().st_size / 2**20
+        chunk_mb = round(min(64.0, max(0.25, size_mb / (4 * max(self.s.cpus)))), 3)
+        base = {"jobs": jobs, "corpus": main["path"], "warmup": str(warm), "chunk_mb": chunk_mb,
+                "repeats": self.s.repeats}
+        runs = [{"cpus": n} for n in self.s.cpus] + ([{"address": self.s.address}] if self.s.address else [])
+        by_job: dict[str, dict[str, Any]] = {j["name"]: {**j, "points": [], "failures": []} for j in jobs}
+        for run in runs:
+            label = f"{run['cpus']} CPU(s)" if "cpus" in run else f"cluster {run['address']}"
+            work = self.work / f"scaling-{run.get('cpus', 'cluster')}"
+            try:
+                request = {**base, **run, "work_dir": str(work)}
+                result = measure.run_child("scaling", request, self.s.timeout_s)
+            except measure.ChildFailed as exc:
+                self.log(f"scaling at {label}: FAILED {exc}")
+                for job in by_job.values():
+                    job["failures"].append({"run": label, "reason": str(exc)})
+                continue
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            for name, point in result["points"].items():
+                if "error" in point:
+                    by_job[name]["failures"].append({"run": label, "reason": point["error"]})
+                    self.log(f"scaling {name} at {label}: FAILED {point['error']}")
+                    continue
+                by_job[name]["points"].append({**point, "cluster": "address" in run,
+                                               "startup_s": result["startup_s"]})
+                self.log(f"scaling {name} at {label}: {point['mb_per_s']['median']} MB/s "
+                         f"({point['mb_per_s_per_core']['median']} per core)")
+        for job in by_job.values():
+            _efficiency(job["points"])
+        return {"chunk_mb": chunk_mb, "jobs": list(by_job.values())}
+
+    # --- 4. each part's own benchmark ---------------------------------------------------------------
+
+    def externals(self, main: dict[str, Any]) -> dict[str, Any]:
+        results = {}
+        for module in external.discover():
+            name = external.part(module)
+            if self.s.stages and not {module, name} & set(self.s.stages):
+                continue
+            if module in external.EXCLUDED:
+                results[name] = {"status": "skipped", "reason": external.EXCLUDED[module]}
+                continue
+            args = {"input_path": main["path"], "truth_path": main.get("truth"), "docs": main["docs"],
+                    "output_dir": str(self.out / "external" / name), "quick": self.s.quick,
+                    "repeats": self.s.repeats, "cpus": self.s.cpus, "peers": self.s.peers,
+                    "seed": self.s.seed}
+            started = time.perf_counter()
+            try:
+                result = measure.run_child("external", {"module": module, "args": args}, self.s.timeout_s)
+            except measure.ChildFailed as exc:
+                result = {"status": "failed", "reason": str(exc)}
+            result["wall_s"] = round(time.perf_counter() - started, 2)
+            self.log(f"{module}.run(): {result['status']} {result.get('reason', '')}")
+            results[name] = result
+        return results
+
+    # --- 5. peers -----------------------------------------------------------------------------------
+
+    def peers(self, chosen: list[stages.Stage], main: dict[str, Any]) -> dict[str, Any]:
+        groups = {st.group for st in chosen}
+        tasks = {"signatures": "dedup" in groups, "neardup": "dedup" in groups,
+                 "filters": "filters" in groups}
+        pythons = [sys.executable] + ([self.s.peers_python] if self.s.peers_python else [])
+        found: dict[str, Any] = {}
+        for python in pythons:
+            try:
+                probe = measure.run_child("peers", {"probe": True}, 120, python=python)
+            except measure.ChildFailed as exc:
+                self.skipped.append({"name": f"peers via {python}", "reason": str(exc)})
+                continue
+            for tool, info in probe.items():
+                if info["version"] and not (found.get(tool) or {}).get("version"):
+                    found[tool] = {**info, "python": python}
+                found.setdefault(tool, info)
+        wanted = set(peers.TOOLS) if self.s.peers else {"datasketch"}
+        params = stages.sketch_params()
+        results = []
+        for tool, tool_tasks in peers.TOOLS.items():
+            info = found.get(tool, {})
+            if tool not in wanted or not info.get("version"):
+                reason = info.get("reason", "not found") if tool in wanted else "pass --peers to measure it"
+                self.skipped.append({"name": f"peer {tool}", "reason": reason})
+                continue
+            docs = self.s.peer_docs if tool == "datatrove" else None
+            for task in tool_tasks:
+                if not tasks[task]:
+                    continue
+                request = {"tool": tool, "task": task, "corpus_file": main["path"],
+                           "truth": main.get("truth"), "docs": docs, "repeats": self.s.repeats,
+                           "seed": self.s.seed, "work_dir": str(self.work),
+                           **{k: params[k] for k in ("ngram", "num_perm", "bands", "rows", "threshold")}}
+                try:
+                    result = measure.run_child("peers", request, self.s.timeout_s, python=info["python"])
+                except measure.ChildFailed as exc:
+                    results.append({"tool": tool, "task": task, "status": "failed", "reason": str(exc)})
+                    self.log(f"peer {tool} {task}: FAILED {exc}")
+                    continue
+                results.append({**result, "status": "ok", "version": info["version"]})
+                self.log(f"peer {tool} {task}: {result['mb_per_s_per_core']['median']} MB/s per core"
+                         f" on {result['docs']:,} docs")
+        return {"available": found, "lsh": params, "results": results}
+
+    # --- all of it ----------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        results: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": ["llmray", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else sys.argv,
+            "mode": self.s.mode, "machine": measure.machine(),
+            "settings": {k: str(v) if isinstance(v, Path) else v
+                         for k, v in dataclasses.asdict(self.s).items()},
+        }
+        all_stages, not_measurable = stages.plan()
+        chosen = self.selected(all_stages)
+        self.skipped += not_measurable
+        corpora = self.corpora()
+        main = next(c for c in corpora.values() if c["role"] == "main")
+        self.main_name = main["name"]
+        results["corpora"] = corpora
+        results["stages"] = self.measure_stages(chosen, corpora)
+        results["scaling"] = self.scaling(chosen, results["stages"], main)
+        results["external"] = self.externals(main)
+        results["peers"] = self.peers(chosen, main)
+        results["accuracy"] = collect_accuracy(results, main["name"])
+        results["ratios"] = ratios(results, main["name"])
+        results["skipped"] = self.skipped
+        results["total_wall_s"] = round(time.perf_counter() - started, 1)
+        self.write(results)
+        return results
+
+    def write(self, results: dict[str, Any]) -> None:
+        from benchmarks import plots, table
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        results["files"] = {"results": "results.json", "table": "results.md",
+                            "plots": plots.write_all(results, self.out)}
+        (self.out / "results.md").write_text(table.render(results))
+        (self.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        if not self.s.keep_corpus:
+            shutil.rmtree(self.work, ignore_errors=True)
+        self.log(f"wrote {self.out}/results.json, results.md and {len(results['files']['plots'])} plots "
+                 f"in {results['total_wall_s']} s")
+
+
+def _head(path: str, n: int) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for _, line in zip(range(n), f, strict=False)]
+
+
+def _efficiency(points: list[dict[str, Any]]) -> None:
+    """Scaling efficiency of each local point: its throughput over the smallest run's, per core."""
+    local = [p for p in points if not p["cluster"] and p["mb_per_s"]["median"]]
+    if not local:
+        return
+    base = min(local, key=lambda p: p["cpus"])
+    per_core = base["mb_per_s"]["median"] / base["cpus"]
+    for p in points:
+        if p["mb_per_s"]["median"]:
+            p["efficiency"] = round(p["mb_per_s"]["median"] / (per_core * p["cpus"]), 3)
+            p["speedup"] = round(p["mb_per_s"]["median"] / base["mb_per_s"]["median"], 3)
+
+
+def collect_accuracy(results: dict[str, Any], main: str) -> list[dict[str, Any]]:
+    """Every dedup accuracy figure of the run, llmray's and the peers', in one list."""
+    rows = []
+    for stage in results["stages"]:
+        figures = stage.get("corpora", {}).get(main, {})
+        if "accuracy" in figures:
+            rows.append({"tool": "llmray", "what": stage["name"], "docs": figures["docs_in"],
+                         **figures["accuracy"]})
+    for peer in results["peers"]["results"]:
+        if "accuracy" in peer:
+            rows.append({"tool": peer["tool"], "what": peer["task"], "docs": peer["docs"],
+                         **peer["accuracy"]})
+    return rows
+
+
+#: Which llmray stage each peer task compares with.
+COMPARISONS = {"signatures": "minhash_signatures", "filters": "filters:all"}
+
+
+def ratios(results: dict[str, Any], main: str) -> list[dict[str, Any]]:
+    """llmray's MB/s per core over each peer's, on the same corpus, task by task."""
+    near = stages.near_dup_op()
+    stage_for = {**COMPARISONS, **({"neardup": near} if near else {})}
+    by_name = {s["name"]: s for s in results["stages"] if s.get("status") == "ok"}
+    rows = []
+    for peer in results["peers"]["results"]:
+        stage = by_name.get(stage_for.get(peer["task"], ""))
+        if peer.get("status") != "ok" or stage is None:
+            continue
+        ours = stage["corpora"][main]
+        mine, theirs = ours["mb_per_s_per_core"]["median"], peer["mb_per_s_per_core"]["median"]
+        row = {"task": peer["task"], "llmray_stage": stage["name"], "llmray_ops": stage["ops"],
+               "peer": peer["tool"], "metric": "mb_per_s_per_core", "llmray": mine, "peer_value": theirs,
+               "ratio": round(mine / theirs, 2) if mine and theirs else None, "peer_docs": peer["docs"]}
+        if "accuracy" in ours and "accuracy" in peer:
+            row["removal_f1"] = {"llmray": ours["accuracy"]["removal"]["f1"]["median"],
+                                 "peer": peer["accuracy"]["removal"]["f1"]["median"]}
+        rows.append(row)
+    return rows
+
+
+def default_output() -> Path:
+    return measure.ROOT / "benchmarks" / "results" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def summary(results: dict[str, Any], out: Path) -> str:
+    """A few lines for the terminal: the main corpus's stages, the peer ratios, where the files are."""
+    main = next(c for c in results["corpora"].values() if c["role"] == "main")["name"]
+    lines = [f"llmray bench ({results['mode']}): {results['total_wall_s']} s "
+             f"on {results['machine']['cpu_model']}"]
+    for stage in results["stages"]:
+        f = stage.get("corpora", {}).get(main)
+        figures = (f"{f['mb_per_s_per_core']['median']:>9} MB/s per core  "
+                   f"{f['docs_per_s']['median']:>9} docs/s" if f else stage["status"])
+        lines.append(f"  {stage['name']:<24} {figures}")
+    for r in results["ratios"]:
+        lines.append(f"  {r['task']} vs {r['peer']}: {r['ratio']}x MB/s per core")
+    lines.append(f"results: {out}/results.json  table: {out}/results.md  "
+                 f"plots: {', '.join(results['files']['plots'])}")
+    return "\n".join(lines)

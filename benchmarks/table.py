@@ -1,0 +1,192 @@
+"""Markdown tables of a results dict: the README's performance section is pasted from this.
+
+    python -m benchmarks.table benchmarks/results/<run>/results.json [--readme README.md]
+
+With ``--readme``, the text between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in that file
+is replaced by the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
+
+
+def _stat(stat: dict[str, Any]) -> str:
+    return _num(stat["median"])
+
+
+def _spread(stat: dict[str, Any]) -> str:
+    return "-" if stat["spread_pct"] is None or len(stat["runs"]) < 2 else f"±{stat['spread_pct'] / 2:.0f}%"
+
+
+def _cell(text: str) -> str:
+    """One table cell: no line breaks, no column separators."""
+    return " ".join(str(text).split()).replace("|", "/")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(map(_cell, r)) + " |" for r in rows), ""]
+
+
+def machine_line(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    libs = m.get("libraries", {})
+    return (f"{m['cpu_model']}, {m['cores_logical']} logical cores, {m.get('ram_gb', '?')} GiB RAM, "
+            f"{m['os']}; Python {m['python']}, Ray {libs.get('ray')}, pyarrow {libs.get('pyarrow')}; "
+            f"load average at start {m.get('load_avg_1m_5m_15m')}")
+
+
+def corpus_line(c: dict[str, Any]) -> str:
+    line = (f"**{c['name']}**: {c['docs']:,} documents, {c['text_mb']} MB of text "
+            f"(median {c['chars']['median']:,} characters, p90 {c['chars']['p90']:,})")
+    if "duplicates" in c:
+        d = c["duplicates"]
+        line += (f"; {d['exact']:,} exact and {d['near']:,} near duplicates in {d['clusters_with_copies']:,} "
+                 f"clusters, {d['should_remove']:,} to remove")
+    return line
+
+
+def render(results: dict[str, Any]) -> str:
+    main = next(c for c in results["corpora"].values() if c["role"] == "main")["name"]
+    s = results["settings"]
+    lines = [f"Measured by `{' '.join(results['command'])}` ({results['mode']} mode, {s['repeats']} "
+             f"repeat(s), median shown, ± is half the min-max range) on {results['created'][:10]}.", "",
+             f"Machine: {machine_line(results)}.", ""]
+    lines += [f"- {corpus_line(c)}" for c in results["corpora"].values()] + [""]
+    lines += stage_rows(results, main) + scaling_rows(results) + accuracy_rows(results) + peer_rows(results)
+    lines += external_rows(results)
+    if results["skipped"]:
+        lines += ["Not measured:", ""]
+        lines += [f"- `{x['name']}`: {_cell(x['reason'])}" for x in results["skipped"]] + [""]
+    return "\n".join(lines)
+
+
+def stage_rows(results: dict[str, Any], main: str) -> list[str]:
+    """One row per stage: the main corpus's figures, then MB/s per core on each other corpus."""
+    others = [name for name in results["corpora"] if name != main]
+    measured_alone = {s["name"] for s in results["stages"] if s["status"] == "ok"}
+    rows = []
+    for stage in results["stages"]:
+        name = f"`{stage['name']}`" + (" (without " + ", ".join(x["name"] for x in stage["excluded"]) + ")"
+                                       if stage.get("excluded") else "")
+        if stage["status"] != "ok":
+            rows.append([name, stage["group"], stage["status"], "", "", "", "", *([""] * len(others))])
+            continue
+        f = stage["corpora"][main]
+        kept = f"{f['docs_out'] / f['docs_in']:.0%}" if f["docs_in"] else "-"
+        rows.append([name, stage["group"], _stat(f["docs_per_s"]), _stat(f["mb_per_s_per_core"]),
+                     _spread(f["mb_per_s_per_core"]), _num(f["peak_rss_mb"]), kept,
+                     *(_stat(stage["corpora"][o]["mb_per_s_per_core"]) for o in others)])
+        for op, g in f.get("ops", {}).items() if len(stage["ops"]) > 1 else ():
+            if op not in measured_alone:  # e.g. tokenize, which needs train_tokenizer before it
+                rows.append([f"`{op}` (inside `{stage['name']}`)", stage["group"], _stat(g["docs_per_s"]),
+                             _stat(g["mb_per_s_per_core"]), _spread(g["mb_per_s_per_core"]), "", "",
+                             *(_stat(stage["corpora"][o]["ops"][op]["mb_per_s_per_core"]) for o in others)])
+    note = f"Figures on the {main} corpus; the last column(s): MB/s per core on the other corpus."
+    return ["### Stages, one core each", "", note, ""] + _table(
+        ["stage", "group", "docs/s", "MB/s per core", "spread", "peak RSS MB", "kept",
+         *(f"{o} MB/s per core" for o in others)], rows)
+
+
+def scaling_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for job in results["scaling"]["jobs"]:
+        for p in sorted(job["points"], key=lambda p: p["cpus"]):
+            where = f"{p['cpus']}" + (f" (cluster, {p['nodes']} node{'s' if p['nodes'] > 1 else ''})"
+                                      if p["cluster"] else "")
+            rows.append([job["name"], where, _stat(p["mb_per_s"]), _stat(p["mb_per_s_per_core"]),
+                         _spread(p["mb_per_s"]), _num(p.get("speedup")), _num(p.get("efficiency")),
+                         _num(p["peak_tree_rss_mb"])])
+        rows += [[job["name"], f["run"], "failed", "", "", "", "", ""] for f in job["failures"]]
+    if not rows:
+        return []
+    steps = "; ".join(f"{j['name']} = {', '.join(j['steps']) or 'read, write'}"
+                      for j in results["scaling"]["jobs"])
+    return ["### Scaling through the runner", "", f"Jobs: {steps}. Ray start-up excluded.", ""] + _table(
+        ["job", "CPUs", "MB/s", "MB/s per core", "spread", "speedup", "efficiency", "peak tree RSS MB"], rows)
+
+
+def accuracy_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in results["accuracy"]:
+        pair = r.get("pair")
+        removal = r["removal"]
+        f1 = f"{_stat(removal['f1'])} {_spread(removal['f1']).replace('-', '')}"
+        rows.append([r["tool"], r["what"], f"{r['docs']:,}", _stat(removal["precision"]),
+                     _stat(removal["recall"]), f1, _stat(pair["f1"]) if pair else "-"])
+    if not rows:
+        return []
+    return ["### Near-duplicate removal against ground truth", ""] + _table(
+        ["tool", "what", "docs", "removal precision", "removal recall", "removal F1", "pair F1"], rows)
+
+
+def peer_rows(results: dict[str, Any]) -> list[str]:
+    rows = [[r["task"], f"`{r['llmray_stage']}`", f"{r['peer']} {_version(results, r['peer'])}",
+             _num(r["llmray"]), _num(r["peer_value"]), f"**{_num(r['ratio'])}x**", f"{r['peer_docs']:,}",
+             f"{r['removal_f1']['llmray']} / {r['removal_f1']['peer']}" if "removal_f1" in r else "-"]
+            for r in results["ratios"]]
+    if not rows:
+        return []
+    lsh = results["peers"]["lsh"]
+    return ["### Against peers (same corpus, one core each)", "",
+            f"MinHash settings for every tool: word {lsh['ngram']}-shingles, {lsh['bands']} bands x "
+            f"{lsh['rows']} rows (threshold about {lsh['threshold']}).", ""] + _table(
+        ["task", "llmray stage", "peer", "llmray MB/s per core", "peer MB/s per core", "ratio", "peer docs",
+         "removal F1 llmray / peer"], rows)
+
+
+def _version(results: dict[str, Any], tool: str) -> str:
+    return (results["peers"]["available"].get(tool) or {}).get("version") or ""
+
+
+def external_rows(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, r in results["external"].items():
+        if r["status"] == "ok":
+            scalars = [f"{k}={_num(v) if isinstance(v, float) else v}" for k, v in r["result"].items()
+                       if isinstance(v, (int, float, str)) and not isinstance(v, bool)][:6]
+            note = ", ".join(scalars) + " (full dict in results.json)"
+        else:
+            note = r["reason"]
+        rows.append([f"`bench_{name}`", r["status"], _num(r.get("wall_s")), note])
+    if not rows:
+        return []
+    return ["### Each part's own benchmark", ""] + _table(["module", "status", "wall s", "summary"], rows)
+
+
+def update_readme(readme: Path, text: str) -> None:
+    content = readme.read_text()
+    if BEGIN not in content or END not in content:
+        raise SystemExit(f"{readme} has no {BEGIN} ... {END} block to replace")
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}\n{END}", content))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--readme", type=Path, help="replace the bench block of this file with the tables")
+    args = parser.parse_args()
+    text = render(json.loads(args.results.read_text()))
+    if args.readme:
+        update_readme(args.readme, text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

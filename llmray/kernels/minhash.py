@@ -1,0 +1,271 @@
+"""Dedup sketches computed by numba kernels straight from Arrow string buffers.
+
+One compiled pass per batch tokenizes, shingles, hashes and sketches every document; there is no
+Python object per document or per word. Definitions (the dedup view of a text; the text itself is
+never changed):
+
+* **Normalization**: ASCII letters are lower-cased; separators are the characters that the shared
+  class table of :mod:`llmray.kernels.text` marks as space or punctuation (Unicode categories Z*,
+  P*, S*, controls, and the emoji block). Every other code point (letters of any script, digits,
+  marks, CJK ideographs) is a word character, kept as it is: non-ASCII case is not folded, so run
+  ``unicode_normalize`` first where that matters.
+* **Tokens**: with ``chars=False``, words (maximal runs of word characters); with ``chars=True``,
+  the characters of the normalized text, where each run of separators between two words counts as
+  one space (leading and trailing separators are dropped). Scripts written without spaces need
+  ``chars=True``: for them a "word" is a whole run of text.
+* **Shingles**: ``ngram`` consecutive tokens, hashed to 64 bits. A document with fewer tokens than
+  ``ngram`` is one shingle of all its tokens, so short documents match only when their tokens do. A
+  document without tokens has an empty set: ``ntokens == 0`` and its signature is meaningless.
+* **Signature**: one-permutation hashing (OPH). A shingle hash picks one of ``num_perm`` bins with
+  its high 32 bits and competes for that bin's minimum with its low 32 bits, so the cost is one hash
+  per shingle instead of ``num_perm``. Empty bins are filled by *optimal densification* (Shrivastava,
+  2017): empty bin ``i`` probes bins ``g(i, 1), g(i, 2), ...`` from a fixed hash sequence and copies
+  the first bin that is non-empty in the original sketch. The probe sequence depends only on ``i``
+  and the seed, so two documents that share bin ``i``'s emptiness borrow from the same place and a
+  slot collides with probability equal to the Jaccard similarity. The older rotation scheme (borrow
+  from the next bin to the right) makes neighbouring slots copies of each other, so whole LSH bands
+  agree by accident on short documents; random probing keeps slots nearly independent.
+* **Exact hashes**: 128 bits (two independent 64-bit lanes) of the raw bytes, or of the normalized
+  word sequence.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from llmray.kernels.hashing import FNV_OFFSET, FNV_PRIME, GOLDEN, fmix64, rotl64
+from llmray.kernels.text import PUNCT, SPACE, char_class, char_table, decode_char, string_buffers
+
+_LANE2 = np.uint64(0xD6E8FEB86659FD93)
+_SEED_BANDS = np.uint64(0x8EBC6AF09C88C6E3)
+_SEED_PROBE = np.uint64(0x589965CC75374CC3)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_EMPTY_BIN = np.uint64(1 << 32)
+_S27 = np.uint64(27)
+_S37 = np.uint64(37)
+_S32 = np.uint64(32)
+_SPACE_TOKEN = np.uint64(0x20)
+_SEPARATOR = SPACE | PUNCT
+
+
+def texts_buffers(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 offsets, UTF-8 bytes) of a text column: zero-copy for one chunk, nulls read as ''."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
+    if texts.null_count:
+        texts = texts.fill_null("")
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        texts = texts.cast(pa.large_string())
+    return string_buffers(texts)
+
+
+@functools.cache
+def _ascii_map() -> np.ndarray:
+    """Each ASCII byte lower-cased, or 0 where it is a separator (the fast path of the tokenizer)."""
+    table = char_table()
+    codes = np.arange(128, dtype=np.uint8)
+    lower = np.where((codes >= 65) & (codes <= 90), codes + 32, codes).astype(np.uint8)
+    return np.where((table[:128] & _SEPARATOR) != 0, 0, lower).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled helpers
+
+
+@njit(cache=True, nogil=True)
+def _tokens(data, i, end, table, ascii_map, chars, buf):
+    """Token hashes of ``data[i:end]`` into ``buf`` (at least ``end - i`` long); returns the count.
+
+    ``ascii_map`` gives each ASCII byte lower-cased, or 0 for a separator. In character mode a run
+    of separators between two tokens yields one space token; separators at either end yield none.
+    """
+    n = 0
+    in_word = False
+    gap = False
+    h = FNV_OFFSET
+    while i < end:
+        b = data[i]
+        if b < 0x80:
+            cp = np.int64(ascii_map[b])
+            width = 1
+            is_word = cp != 0
+        else:
+            cp, width = decode_char(data, i, end)
+            is_word = (char_class(table, cp) & _SEPARATOR) == 0
+        if chars:
+            if is_word:
+                if gap and n > 0:
+                    buf[n] = _SPACE_TOKEN
+                    n += 1
+                gap = False
+                buf[n] = fmix64(np.uint64(cp) + GOLDEN)
+                n += 1
+            else:
+                gap = True
+        elif is_word:
+            if not in_word:
+                in_word = True
+                h = FNV_OFFSET
+            if width == 1:
+                h = (h ^ np.uint64(cp)) * FNV_PRIME
+            else:
+                for k in range(i, i + width):
+                    h = (h ^ np.uint64(data[k])) * FNV_PRIME
+        elif in_word:
+            in_word = False
+            buf[n] = fmix64(h)
+            n += 1
+        i += width
+    if in_word:
+        buf[n] = fmix64(h)
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _capacity(buf, need):
+    """``buf`` if it holds ``need`` tokens, else a larger one (a document has at most one per byte)."""
+    if buf.shape[0] >= need:
+        return buf
+    return np.empty(max(need, 2 * buf.shape[0]), dtype=np.uint64)
+
+
+@njit(cache=True, nogil=True)
+def _add_shingle(bins, h, k):
+    b = ((h >> _S32) * np.uint64(k)) >> _S32
+    v = h & _LOW32
+    if v < bins[b]:
+        bins[b] = v
+
+
+@njit(cache=True, nogil=True)
+def _densify(bins, out, seed):
+    """Fill ``out`` from ``bins``: empty bins copy the first non-empty bin of their probe sequence."""
+    k = bins.shape[0]
+    uk = np.uint64(k)
+    limit = 64 * k
+    for i in range(k):
+        if bins[i] != _EMPTY_BIN:
+            out[i] = bins[i]
+            continue
+        base = seed ^ (np.uint64(i) << _S32)
+        j = -1
+        for attempt in range(1, limit + 1):
+            probe = np.int64(((fmix64(base + np.uint64(attempt)) >> _S32) * uk) >> _S32)
+            if bins[probe] != _EMPTY_BIN:
+                j = probe
+                break
+        if j < 0:  # vanishingly rare: fall back to the next non-empty bin to the right
+            j = (i + 1) % k
+            while bins[j] == _EMPTY_BIN:
+                j = (j + 1) % k
+        out[i] = bins[j]
+
+
+@njit(cache=True, nogil=True)
+def _signatures(offsets, data, table, ascii_map, chars, ngram, num_perm, seed):
+    n_docs = offsets.shape[0] - 1
+    sig = np.zeros((n_docs, num_perm), dtype=np.uint32)
+    ntokens = np.zeros(n_docs, dtype=np.int64)
+    bins = np.empty(num_perm, dtype=np.uint64)
+    dense = np.empty(num_perm, dtype=np.uint64)
+    tokens = np.empty(4096, dtype=np.uint64)
+    shingle_seed = fmix64(seed ^ GOLDEN)
+    probe_seed = fmix64(seed ^ _SEED_PROBE)
+    # Rolling polynomial hash of the window: drop the oldest token's term, shift, add the newest.
+    top = np.uint64(1)
+    for _ in range(ngram - 1):
+        top *= GOLDEN
+    for d in range(n_docs):
+        tokens = _capacity(tokens, offsets[d + 1] - offsets[d])
+        count = _tokens(data, offsets[d], offsets[d + 1], table, ascii_map, chars, tokens)
+        ntokens[d] = count
+        if count == 0:
+            continue
+        bins[:] = _EMPTY_BIN
+        window = min(count, ngram)
+        h = np.uint64(0)
+        for t in range(window):
+            h = h * GOLDEN + tokens[t]
+        _add_shingle(bins, fmix64(h ^ shingle_seed), num_perm)
+        for t in range(ngram, count):
+            h = (h - tokens[t - ngram] * top) * GOLDEN + tokens[t]
+            _add_shingle(bins, fmix64(h ^ shingle_seed), num_perm)
+        _densify(bins, dense, probe_seed)
+        for b in range(num_perm):
+            sig[d, b] = np.uint32(dense[b])
+    return sig, ntokens
+
+
+@njit(cache=True, nogil=True)
+def _band_keys(sig, bands, rows, seed):
+    n_docs = sig.shape[0]
+    keys = np.empty((n_docs, bands), dtype=np.uint64)
+    band_seed = fmix64(seed ^ _SEED_BANDS)
+    for d in range(n_docs):
+        for b in range(bands):
+            h = band_seed + np.uint64(b) * GOLDEN
+            for r in range(b * rows, (b + 1) * rows):
+                h = rotl64((h ^ np.uint64(sig[d, r])) * GOLDEN, _S27)
+            keys[d, b] = fmix64(h)
+    return keys
+
+
+@njit(cache=True, nogil=True)
+def _text_hashes(offsets, data, table, ascii_map, normalize):
+    n_docs = offsets.shape[0] - 1
+    out = np.empty((n_docs, 2), dtype=np.uint64)
+    tokens = np.empty(4096, dtype=np.uint64)
+    for d in range(n_docs):
+        h1 = FNV_OFFSET
+        h2 = _LANE2
+        if normalize:
+            tokens = _capacity(tokens, offsets[d + 1] - offsets[d])
+            count = _tokens(data, offsets[d], offsets[d + 1], table, ascii_map, False, tokens)
+            for t in range(count):
+                h1 = rotl64((h1 ^ tokens[t]) * GOLDEN, _S27)
+                h2 = rotl64((h2 ^ rotl64(tokens[t], _S37)) * _LANE2, _S37)
+        else:
+            count = offsets[d + 1] - offsets[d]
+            for k in range(offsets[d], offsets[d + 1]):
+                c = np.uint64(data[k])
+                h1 = (h1 ^ c) * FNV_PRIME
+                h2 = rotl64((h2 ^ c) * _LANE2, _S27)
+        out[d, 0] = fmix64(h1 ^ np.uint64(count))
+        out[d, 1] = fmix64(h2 + np.uint64(count) * GOLDEN)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+
+
+def signatures(texts: pa.Array | pa.ChunkedArray, num_perm: int = 128, ngram: int = 5,
+               chars: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(uint32 signatures [docs, num_perm], token count per document) of a text column."""
+    if num_perm < 1 or ngram < 1:
+        raise ValueError("num_perm and ngram must be positive")
+    offsets, data = texts_buffers(texts)
+    return _signatures(offsets, data, char_table(), _ascii_map(), chars, ngram, num_perm, np.uint64(seed))
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 0) -> np.ndarray:
+    """uint64 LSH key of each band [docs, bands]; keys of different bands never mean the same."""
+    if bands * rows > sig.shape[1]:
+        raise ValueError(f"{bands} bands x {rows} rows need {bands * rows} slots, signatures have {sig.shape[1]}")
+    return _band_keys(np.ascontiguousarray(sig), bands, rows, np.uint64(seed))
+
+
+def text_hashes(texts: pa.Array | pa.ChunkedArray, normalize: bool = False) -> np.ndarray:
+    """128-bit hash [docs, 2] of each raw text, or of its normalized word sequence."""
+    offsets, data = texts_buffers(texts)
+    return _text_hashes(offsets, data, char_table(), _ascii_map(), normalize)
+
+
+def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Jaccard similarity estimated from signatures (row-wise): the fraction of equal slots."""
+    return (np.asarray(a) == np.asarray(b)).mean(axis=-1)

@@ -1,0 +1,47 @@
+"""C4's document rules (Raffel et al. 2020), judged on the lines that C4's line rules keep.
+
+As in C4's reference code and datatrove's C4QualityFilter, "lorem ipsum" and ``{`` only count in
+lines that survive the citation, word-length, end-punctuation and word-count rules (and, for ``{``,
+the javascript rule), so a ``{`` in a code line without a full stop does not drop a page. Rules, in
+the order checked:
+
+1. ``contains_lorem_ipsum``: placeholder text;
+2. ``contains_curly_bracket``: a ``{`` (code, templates);
+3. ``too_few_sentences``: fewer than 5 sentences in the kept lines.
+
+This filter does not change the text; the ``c4_lines`` step removes the lines. FineWeb's recipe runs
+the C4 filter with ``require_terminal_punct: false`` and relies on ``fineweb_quality`` for that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from llmray.ops.base import Filter, register
+from llmray.ops.filters._rules import below, first_failure
+from llmray.ops.filters.c4_lines import C4LineRules
+
+
+@register
+@dataclasses.dataclass
+class C4Quality(C4LineRules, Filter):
+    """Drops pages with placeholder text or code, or with too little prose left after C4's line rules."""
+
+    name: ClassVar[str] = "c4_quality"
+    summary: ClassVar[str] = "C4 page rules: lorem ipsum, curly bracket, fewer than 5 sentences"
+    reasons: ClassVar[tuple[str, ...]] = ("contains_lorem_ipsum", "contains_curly_bracket", "too_few_sentences")
+    drop_lorem_ipsum: bool = True
+    drop_curly_bracket: bool = True
+    min_sentences: int | None = 5
+
+    def evaluate(self, table: pa.Table) -> np.ndarray:
+        _, stats = self.apply_line_rules(table)
+        return first_failure([
+            stats["lorem_ipsum"] > 0 if self.drop_lorem_ipsum else None,
+            stats["curly_bracket"] > 0 if self.drop_curly_bracket else None,
+            below(stats["sentences"], self.min_sentences),
+        ], table.num_rows)

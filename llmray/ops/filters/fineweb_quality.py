@@ -1,0 +1,56 @@
+"""FineWeb's extra quality rules (Penedo et al. 2024): catch list-like and boilerplate pages that
+pass Gopher and C4.
+
+Defaults are FineWeb's, as in datatrove's FineWebQualityFilter. Rules, in the order checked
+(lines are the non-blank lines, see :mod:`llmray.kernels.text`):
+
+1. ``empty``: no non-blank line;
+2. ``too_few_punctuated_lines``: under 12% of lines end with terminal punctuation;
+3. ``too_many_short_lines``: over 67% of lines have at most 30 characters;
+4. ``too_many_duplicate_line_chars``: lines that repeat an earlier line hold over 1% of the
+   characters (newlines not counted);
+5. ``too_many_newlines``: over 0.3 newlines per token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from llmray.kernels.text import line_stats, word_stats
+from llmray.ops.base import TEXT, Filter, register
+from llmray.ops.filters._rules import above, below, first_failure, ratio
+
+
+@register
+@dataclasses.dataclass
+class FineWebQuality(Filter):
+    """Drops pages made of short, unpunctuated or repeated lines (menus, lists, templates)."""
+
+    name: ClassVar[str] = "fineweb_quality"
+    summary: ClassVar[str] = "FineWeb rules: punctuated lines, short lines, duplicate lines, newlines per word"
+    reasons: ClassVar[tuple[str, ...]] = ("empty", "too_few_punctuated_lines", "too_many_short_lines",
+                                          "too_many_duplicate_line_chars", "too_many_newlines")
+    min_punctuated_line_fraction: float | None = 0.12
+    max_short_line_fraction: float | None = 0.67
+    #: A line with at most this many characters (trailing space excluded) is short.
+    short_line_chars: int = 30
+    max_duplicate_line_char_fraction: float | None = 0.01
+    max_newlines_per_word: float | None = 0.3
+
+    def evaluate(self, table: pa.Table) -> np.ndarray:
+        text = table.column(TEXT)
+        lines = line_stats(text, self.short_line_chars)
+        n_lines = lines["lines"]
+        return first_failure([
+            n_lines == 0,
+            below(ratio(lines["terminal_lines"], n_lines), self.min_punctuated_line_fraction),
+            above(ratio(lines["short_lines"], n_lines), self.max_short_line_fraction),
+            above(ratio(lines["dup_line_chars"], lines["chars"] - lines["newlines"]),
+                  self.max_duplicate_line_char_fraction),
+            None if self.max_newlines_per_word is None
+            else above(ratio(lines["newlines"], word_stats(text)["tokens"]), self.max_newlines_per_word),
+        ], table.num_rows)

@@ -1,0 +1,76 @@
+"""Gopher's quality rules (Rae et al. 2021, MassiveText, appendix A): drop text that is not prose.
+
+Defaults are the paper's, as in datatrove's GopherQualityFilter. Rules, in the order checked:
+
+1. ``too_few_words`` / ``too_many_words``: fewer than 50 or more than 100,000 words;
+2. ``mean_word_too_short`` / ``mean_word_too_long``: mean word length outside 3..10 characters;
+3. ``too_many_hashes`` / ``too_many_ellipses``: more than 0.1 ``#`` (or ``...``/``…``) per token;
+4. ``too_many_bullet_lines``: more than 90% of lines start with a bullet (``-`` ``*`` ``•`` ...);
+5. ``too_many_ellipsis_lines``: more than 30% of lines end with ``...`` or ``…``;
+6. ``too_few_alpha_words``: under 80% of tokens contain a letter;
+7. ``too_few_stop_words``: fewer than 2 of the stop words appear (distinct, ASCII case folded).
+
+Words, tokens and lines are defined in :mod:`llmray.kernels.text`. As with datatrove's word
+tokenizer, punctuation marks split off words are tokens: they count in the per-token ratios (3, 6)
+but not as words (1, 2). Lines are the non-blank lines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from llmray.kernels.text import line_stats, word_stats
+from llmray.ops.base import TEXT, Filter, register
+from llmray.ops.filters._rules import above, below, first_failure, ratio
+
+#: Gopher's stop words: a document of real English prose uses at least two of them.
+STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
+
+
+@register
+@dataclasses.dataclass
+class GopherQuality(Filter):
+    """Drops documents whose words, symbols and lines do not look like natural-language prose."""
+
+    name: ClassVar[str] = "gopher_quality"
+    summary: ClassVar[str] = "Gopher quality rules: word count and length, symbols, bullets, letters, stop words"
+    reasons: ClassVar[tuple[str, ...]] = (
+        "too_few_words", "too_many_words", "mean_word_too_short", "mean_word_too_long", "too_many_hashes",
+        "too_many_ellipses", "too_many_bullet_lines", "too_many_ellipsis_lines", "too_few_alpha_words",
+        "too_few_stop_words",
+    )
+    min_words: int | None = 50
+    max_words: int | None = 100_000
+    min_mean_word_length: float | None = 3.0
+    max_mean_word_length: float | None = 10.0
+    #: Applies to ``#`` and to ellipses separately, per token.
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_line_fraction: float | None = 0.9
+    max_ellipsis_line_fraction: float | None = 0.3
+    #: Fraction of tokens that hold at least one letter.
+    min_alpha_word_fraction: float | None = 0.8
+    #: How many distinct ``stop_words`` must appear.
+    min_stop_words: int | None = 2
+    stop_words: list[str] = dataclasses.field(default_factory=lambda: list(STOP_WORDS))
+
+    def evaluate(self, table: pa.Table) -> np.ndarray:
+        text = table.column(TEXT)
+        words = word_stats(text, self.stop_words)
+        lines = line_stats(text)
+        mean = ratio(words["word_chars"], words["words"])
+        return first_failure([
+            below(words["words"], self.min_words),
+            above(words["words"], self.max_words),
+            below(mean, self.min_mean_word_length),
+            above(mean, self.max_mean_word_length),
+            above(ratio(words["hashes"], words["tokens"]), self.max_symbol_word_ratio),
+            above(ratio(words["ellipses"], words["tokens"]), self.max_symbol_word_ratio),
+            above(ratio(lines["bullet_lines"], lines["lines"]), self.max_bullet_line_fraction),
+            above(ratio(lines["ellipsis_lines"], lines["lines"]), self.max_ellipsis_line_fraction),
+            below(ratio(words["alpha_tokens"], words["tokens"]), self.min_alpha_word_fraction),
+            below(words["stop_words"], self.min_stop_words),
+        ], table.num_rows)

@@ -1,0 +1,47 @@
+"""Length bounds: documents with no words, or far too short or long, are not useful training text.
+
+Characters are Unicode code points; words are the word tokens of :mod:`llmray.kernels.text`
+(punctuation marks are not words). By default only documents without a single word are dropped
+(empty, blank or punctuation-only rows); set the other bounds to suit the corpus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llmray.kernels.text import word_stats
+from llmray.ops.base import TEXT, Filter, register
+from llmray.ops.filters._rules import above, below, first_failure
+
+
+@register
+@dataclasses.dataclass
+class Length(Filter):
+    """Keeps documents whose character and word counts lie within the bounds (None: no bound)."""
+
+    name: ClassVar[str] = "length"
+    summary: ClassVar[str] = "drop documents outside character / word count bounds (default: no words)"
+    reasons: ClassVar[tuple[str, ...]] = ("too_few_chars", "too_many_chars", "too_few_words", "too_many_words")
+    min_chars: int | None = None
+    max_chars: int | None = None
+    min_words: int | None = 1
+    max_words: int | None = None
+
+    def evaluate(self, table: pa.Table) -> np.ndarray:
+        text = table.column(TEXT)
+        if self.min_words is None and self.max_words is None:
+            chars, words = pc.utf8_length(text).to_numpy(), None
+        else:
+            stats = word_stats(text)
+            chars, words = stats["chars"], stats["words"]
+        return first_failure([
+            below(chars, self.min_chars),
+            above(chars, self.max_chars),
+            None if words is None else below(words, self.min_words),
+            None if words is None else above(words, self.max_words),
+        ], table.num_rows)

@@ -1,0 +1,93 @@
+"""``llmray train`` and ``llmray predict``: argparse wiring for the CLI (``llmray/cli.py`` calls
+``add_parsers``). Heavy imports (torch, Ray) happen inside the handlers, so ``llmray --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``predict`` subcommands; each sets ``func`` to its handler."""
+    p = sub.add_parser(
+        "train",
+        help="train a BERT model (MLM pretraining or classification fine-tuning) on Ray Train",
+        description="Train the model of a train job file (top-level `train:`) on Ray Train workers fed by "
+        "Ray Data. Writes <output>/metrics.jsonl, checkpoints/ and model/ (Hugging Face format). "
+        "Without Ray: python -m llmray.train.loop JOB.yaml.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("job", help="the train job file (YAML)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        metavar="PATH",
+        help="training data (parquet dirs, jsonl(.gz) files, or a tokens/ dir) instead of train.data",
+    )
+    p.add_argument("--eval-data", nargs="+", metavar="PATH", help="held-out data instead of train.eval_data")
+    p.add_argument("--output", metavar="DIR", help="output directory instead of train.output")
+    p.add_argument(
+        "--num-workers", type=int, metavar="N", help="Ray Train workers instead of train.num_workers"
+    )
+    p.add_argument("--use-gpu", action="store_true", default=None, help="one GPU per worker (bf16 autocast)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps instead of train.max_steps")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output from its last checkpoint (same data order)",
+    )
+    p.add_argument(
+        "--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: start Ray here"
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "predict",
+        help="label documents with a fine-tuned classification model",
+        description="Write one JSON line per input document ({id, label, score}) using a model directory "
+        "written by `llmray train` with task: classification.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="a model directory (e.g. runs/finetune/model)")
+    p.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="documents to label: parquet dirs or jsonl(.gz) files with a text column",
+    )
+    p.add_argument("--output", required=True, metavar="PATH", help="the JSON lines file to write")
+    p.add_argument("--batch-size", type=int, default=64, help="documents per forward pass")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from llmray.train.config import load_train_job
+    from llmray.train.plan import prepare
+
+    spec = load_train_job(
+        args.job,
+        data=args.data,
+        eval_data=args.eval_data,
+        output=args.output,
+        num_workers=args.num_workers,
+        use_gpu=args.use_gpu,
+        max_steps=args.max_steps,
+    )
+    plan = prepare(spec, resume=args.resume)  # every check the user can act on, before Ray starts
+    from llmray.train.trainer import fit
+
+    summary = fit(plan, address=args.address)
+    print(json.dumps(summary))
+    out = plan.output
+    print(f"model: {out}/model  metrics: {out}/metrics.jsonl  checkpoints: {out}/checkpoints")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from llmray.train.predict import predict
+
+    count = predict(args.model, args.input, args.output, batch_size=args.batch_size)
+    print(f"wrote {count:,} predictions to {args.output}")
+    return 0

@@ -1,0 +1,395 @@
+"""Preflight: everything a run needs, checked and resolved on the driver before any worker starts.
+
+Each problem the user can fix is one ``UserError`` line naming the key or file: missing or empty
+data, a missing label column, labels of mixed types, a model directory without weights, a
+sequence length beyond the model's positions, an output that already holds another run. What
+comes out is a ``Plan``: absolute paths, labels, vocabulary and step counts, small and picklable,
+shipped as is to Ray workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib.util
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from llmray.errors import UserError
+from llmray.train import tokenizer as toks
+from llmray.train.config import TrainSpec
+from llmray.train.data import Collate, Featurizer, Files, holdout_mask, read_json, read_tables, resolve
+from llmray.train.model import build, has_weights, latest_checkpoint
+
+
+@dataclasses.dataclass
+class Plan:
+    spec: TrainSpec
+    output: str
+    #: "text" (tokenized on the fly) or "tokens" (shards of the tokenize step).
+    kind: str
+    train: Files
+    eval: Files | None
+    columns: list[str]
+    eval_columns: list[str]
+    tokenizer_dir: str
+    vocab_size: int
+    special: toks.SpecialIds
+    model_path: str | None
+    sizes: dict[str, Any]
+    labels: list
+    total_steps: int
+    epochs: int | None
+    train_rows: int | None
+    #: The checkpoint to continue from (``--resume``), if any.
+    resume_from: str | None
+
+    @property
+    def has_eval(self) -> bool:
+        return self.eval is not None or self.spec.eval_fraction > 0
+
+    def featurizer(self, side: str) -> Featurizer:
+        """Rows of one side: "train" (without held-out rows) or "eval" (eval files, or held-out rows)."""
+        s = self.spec
+        holdout = s.eval_fraction if self.eval is None else 0.0
+        return Featurizer(
+            task=s.task,
+            kind=self.kind,
+            tokenizer_dir=self.tokenizer_dir,
+            seq_len=s.seq_len,
+            text_field=s.text_field,
+            label_field=s.label_field,
+            id_field=s.id_field,
+            labels=self.labels,
+            holdout=holdout,
+            side=side,
+            seed=s.seed,
+        )
+
+    def eval_source(self) -> tuple[Files, list[str]]:
+        return (self.eval, self.eval_columns) if self.eval is not None else (self.train, self.columns)
+
+    def collate(self, seed: int) -> Collate:
+        return Collate(self.spec.task, self.special, self.vocab_size, self.spec.mlm_probability, seed)
+
+    def new_model(self) -> Any:
+        return build(
+            self.spec.task,
+            path=self.model_path,
+            sizes=self.sizes,
+            vocab_size=self.vocab_size,
+            pad_id=self.special.pad,
+            labels=self.labels,
+            seed=self.spec.seed,
+        )
+
+
+def prepare(spec: TrainSpec, resume: bool = False) -> Plan:
+    """Check the spec against the data, model and output; train a tokenizer if the run needs one."""
+    out = Path(spec.output).expanduser().resolve()
+    resume_from = _check_output(out, resume)
+    train = resolve(spec.data, "train.data")
+    evals = resolve(spec.eval_data, "train.eval_data") if spec.eval_data else None
+    kind = (
+        "tokens"
+        if train.format == "parquet" and "input_ids" in pq.read_schema(train.paths[0]).names
+        else "text"
+    )
+    columns, rows = _check_data(spec, train, kind, "train.data")
+    eval_columns = _check_data(spec, evals, kind, "train.eval_data")[0] if evals else columns
+    labels: list = []
+    if spec.task == "classification":
+        labels, rows = _labels(spec, train, evals)
+    model_path, sizes, positions, model_vocab = _check_model(spec)
+    if spec.seq_len > positions:
+        raise UserError(
+            f"train.seq_len: {spec.seq_len} is beyond the model's {positions} positions "
+            f"(max_position_embeddings); use seq_len <= {positions}"
+        )
+    if kind == "tokens":
+        tokenizer_dir, rows = _check_token_shards(spec, train)
+    else:
+        tokenizer_dir = _tokenizer_dir(spec, model_path, train, columns, out, resume_from is not None)
+    tok = toks.load(str(tokenizer_dir))
+    special = toks.special_ids(tok, str(tokenizer_dir))
+    vocab_size = tok.get_vocab_size()
+    if model_vocab is not None and vocab_size > model_vocab:
+        raise UserError(
+            f"train.tokenizer: {tokenizer_dir} has {vocab_size} tokens but the model's vocabulary "
+            f"holds {model_vocab}; use the model's own tokenizer"
+        )
+    total_steps, epochs = _steps(spec, kind, rows, evals is None)
+    return Plan(
+        spec=spec,
+        output=str(out),
+        kind=kind,
+        train=train,
+        eval=evals,
+        columns=columns,
+        eval_columns=eval_columns,
+        tokenizer_dir=str(tokenizer_dir),
+        vocab_size=vocab_size,
+        special=special,
+        model_path=str(model_path) if model_path else None,
+        sizes=sizes,
+        labels=labels,
+        total_steps=total_steps,
+        epochs=epochs,
+        train_rows=rows,
+        resume_from=str(resume_from) if resume_from else None,
+    )
+
+
+def resolve_dir(path: str, where: str) -> Path:
+    """A local directory, or ``package://<python package>/<dir>`` inside an installed package
+    (found without importing the package)."""
+    if path.startswith("package://"):
+        package, _, rest = path.removeprefix("package://").partition("/")
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise UserError(f"{where}: package {package!r} is not installed (pip install it first)")
+        directory = Path(list(found.submodule_search_locations)[0]) / rest
+    else:
+        directory = Path(path).expanduser().resolve()
+    if not directory.is_dir():
+        raise UserError(f"{where}: no such directory: {directory}")
+    return directory
+
+
+def _check_output(out: Path, resume: bool) -> Path | None:
+    checkpoints = out / "checkpoints"
+    started = checkpoints.is_dir() and any(checkpoints.iterdir())
+    if resume:
+        last = latest_checkpoint(checkpoints)
+        if last is None:
+            raise UserError(f"--resume: no checkpoint in {checkpoints} to continue from")
+        return last
+    if started:
+        raise UserError(
+            f"{out} already holds a training run (checkpoints/); pass --resume to continue it, "
+            f"or choose another --output"
+        )
+    return None
+
+
+def _check_data(spec: TrainSpec, files: Files, kind: str, where: str) -> tuple[list[str], int | None]:
+    """Columns to read (present in every file) and the row count when the metadata tells it."""
+    if kind == "tokens":
+        needed = ["input_ids", "attention_mask"]
+        if spec.task != "mlm":
+            raise UserError(f"{where}: token shards train mlm only; classification needs text and labels")
+    else:
+        needed = [spec.text_field] + ([spec.label_field] if spec.task == "classification" else [])
+    present: set[str] | None = None
+    for path in files.paths:
+        if files.format == "parquet":
+            names = set(pq.read_schema(path).names)
+        else:
+            record = _first_record(path)
+            if record is None:
+                continue  # an empty file: nothing to check
+            names = set(record)
+        for column in needed:
+            if column not in names:
+                is_label = column == spec.label_field and kind == "text"
+                raise UserError(
+                    f"{where}: {path} has no {'label ' if is_label else ''}column {column!r}"
+                    + (" (set train.label_field)" if is_label else "")
+                )
+        present = names if present is None else present & names
+    rows = (
+        sum(pq.ParquetFile(p).metadata.num_rows for p in files.paths) if files.format == "parquet" else None
+    )
+    if rows == 0 or present is None:
+        raise UserError(f"{where}: the data is empty (no rows in {', '.join(files.paths[:3])})")
+    columns = needed + ([spec.id_field] if kind == "text" and spec.id_field in present else [])
+    return columns, rows
+
+
+def _first_record(path: str) -> dict | None:
+    """The first record of a JSON lines file (its keys stand for the file's columns), reading no further."""
+    with (
+        gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+    ) as f:
+        for line in f:
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    raise UserError(f"{path}: the first record is not valid JSON") from None
+                return record if isinstance(record, dict) else None
+    return None
+
+
+def _label_columns(spec: TrainSpec, files: Files) -> Iterator[tuple[str, pa.ChunkedArray]]:
+    for path in files.paths:
+        if files.format == "parquet":
+            yield path, pq.read_table(path, columns=[spec.label_field]).column(0)
+            continue
+        try:
+            yield path, read_json(path).column(spec.label_field)
+        except UserError as exc:
+            if f"/{spec.label_field})" in str(exc):
+                raise UserError(
+                    f"{path}: labels of mixed types in column {spec.label_field!r} "
+                    f"(e.g. strings and numbers); use one type"
+                ) from None
+            raise
+
+
+def _labels(spec: TrainSpec, train: Files, evals: Files | None) -> tuple[list, int]:
+    """(sorted label values of the training and eval data, training rows); every row needs a label,
+    all of one type."""
+    kinds: dict[str, str] = {}
+    values: list = []
+    rows = 0
+    for files in [train] + ([evals] if evals else []):
+        for path, column in _label_columns(spec, files):
+            rows += len(column) if files is train else 0
+            kind = (
+                "string"
+                if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+                else ("integer" if pa.types.is_integer(column.type) else str(column.type))
+            )
+            if kind not in ("string", "integer"):
+                raise UserError(
+                    f"{path}: labels must be strings or integers, got {kind} in {spec.label_field!r}"
+                )
+            if column.null_count:
+                raise UserError(f"{path}: {column.null_count} rows have no label in {spec.label_field!r}")
+            kinds.setdefault(kind, path)
+            values += pc.unique(column).to_pylist()
+    if len(kinds) > 1:
+        found = ", ".join(f"{kind} in {path}" for kind, path in kinds.items())
+        raise UserError(f"train.data: labels of mixed types ({found}); use one type")
+    labels = sorted(set(values))
+    if len(labels) < 2:
+        raise UserError(
+            f"train.data: only one label value ({labels[0]!r}) in {spec.label_field!r}; "
+            f"classification needs at least two"
+        )
+    return labels, rows
+
+
+def _check_model(spec: TrainSpec) -> tuple[Path | None, dict[str, Any], int, int | None]:
+    """(checkpoint dir, sizes of a new model, position limit, model vocabulary size or None)."""
+    if not spec.model.path:
+        sizes = dict(spec.model.config)
+        sizes.setdefault("max_position_embeddings", max(512, spec.seq_len))
+        return None, sizes, sizes["max_position_embeddings"], None
+    directory = resolve_dir(spec.model.path, "train.model.path")
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise UserError(f"train.model.path: {directory} is not a model directory (no config.json)")
+    if not has_weights(directory):
+        raise UserError(
+            f"train.model.path: {directory} has no weights (model.safetensors or pytorch_model.bin)"
+        )
+    config = json.loads(config_file.read_text())
+    positions = int(config.get("max_position_embeddings", 512))
+    if "roberta" in str(config.get("model_type", "")):
+        positions -= int(config.get("pad_token_id", 1)) + 1  # RoBERTa offsets positions past padding
+    return directory, {}, positions, config.get("vocab_size")
+
+
+def _check_token_shards(spec: TrainSpec, train: Files) -> tuple[Path, int]:
+    """The tokenizer saved beside the shards, and the sequence count; the shard length must match."""
+    meta_file = Path(train.paths[0]).parent / toks.TOKENS_META
+    if not meta_file.is_file():
+        raise UserError(
+            f"train.data: token shards without {toks.TOKENS_META} beside them ({meta_file.parent}); "
+            f"point train.data at the tokens/ directory the tokenize step wrote"
+        )
+    meta = json.loads(meta_file.read_text())
+    if meta["seq_len"] != spec.seq_len:
+        raise UserError(
+            f"train.seq_len: {spec.seq_len} differs from the token shards' {meta['seq_len']} "
+            f"({meta_file}); set seq_len: {meta['seq_len']}"
+        )
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in train.paths)
+    return meta_file.parent / toks.TOKENS_TOKENIZER, rows
+
+
+def _tokenizer_dir(
+    spec: TrainSpec, model_path: Path | None, train: Files, columns: list[str], out: Path, resuming: bool
+) -> Path:
+    """The tokenizer named by the job, else the model's own, else one trained on the training text."""
+    if spec.tokenizer.path:
+        return resolve_dir(spec.tokenizer.path, "train.tokenizer.path")
+    if model_path is not None:
+        if not any((model_path / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+            raise UserError(f"train.tokenizer.path: {model_path} has no tokenizer; give train.tokenizer.path")
+        return model_path
+    target = out / "tokenizer"
+    if resuming and (target / "tokenizer.json").is_file():
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    featurizer = Featurizer(
+        task=spec.task,
+        kind="text",
+        tokenizer_dir="",
+        seq_len=spec.seq_len,
+        text_field=spec.text_field,
+        id_field=spec.id_field,
+        holdout=spec.eval_fraction,
+        seed=spec.seed,
+    )
+    texts = _sample_texts(train, columns, featurizer, spec.tokenizer.max_docs)
+    t = spec.tokenizer
+    return toks.train_wordpiece(
+        texts, target, t.vocab_size, t.min_frequency, t.lowercase, max_length=spec.seq_len
+    )
+
+
+def _sample_texts(
+    train: Files, columns: list[str], featurizer: Featurizer, max_docs: int
+) -> Iterator[list[str]]:
+    """Batches of training texts (held-out rows excluded), an even sample of at most ``max_docs``."""
+    rows = (
+        sum(pq.ParquetFile(p).metadata.num_rows for p in train.paths) if train.format == "parquet" else None
+    )
+    stride = max(1, -(-rows // max_docs)) if rows else 1
+    taken = seen = 0
+    for table in read_tables(train, columns):
+        keep = ~holdout_mask(
+            table, [featurizer.id_field, featurizer.text_field], featurizer.holdout, featurizer.seed
+        )
+        keep &= (np.arange(seen, seen + table.num_rows) % stride) == 0
+        seen += table.num_rows
+        texts = pc.fill_null(table.column(featurizer.text_field).filter(pa.array(keep)), "").to_pylist()
+        texts = texts[: max_docs - taken]
+        taken += len(texts)
+        yield texts
+        if taken >= max_docs:
+            return
+
+
+def _steps(spec: TrainSpec, kind: str, rows: int | None, holdout: bool) -> tuple[int, int | None]:
+    """(optimizer steps for the schedule, epochs cap); refuses data too small for one batch per worker."""
+    per_step = spec.batch_size * spec.num_workers * spec.grad_accum
+    known = rows if (kind == "tokens" or spec.task == "classification") else None
+    usable = 0
+    if known is not None:
+        usable = int(known * (1 - spec.eval_fraction)) if holdout else known
+        if usable < spec.batch_size * spec.num_workers:
+            raise UserError(
+                f"train.data: {usable} training rows, fewer than one batch per worker "
+                f"(batch_size {spec.batch_size} x num_workers {spec.num_workers})"
+            )
+    epochs = spec.epochs if spec.epochs is not None or spec.max_steps is not None else 1
+    if spec.max_steps is not None:
+        return spec.max_steps, epochs
+    if known is None:
+        raise UserError(
+            "train.max_steps: required for mlm on raw text (the number of packed sequences is "
+            "not known before tokenizing); or tokenize in the data pipeline first"
+        )
+    return max(1, usable // per_step) * (epochs or 1), epochs

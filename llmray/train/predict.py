@@ -1,0 +1,102 @@
+"""``llmray predict``: label documents with a fine-tuned classification model, one JSON line each.
+
+Runs in this process (torch uses every core), streaming the input in batches: memory holds one
+batch, whatever the input's size. Output lines are ``{"id", "label", "score"}`` in input order;
+``score`` is the softmax probability of the chosen label. The file is written under a temporary
+name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import torch
+
+from llmray.errors import UserError
+from llmray.train import tokenizer as toks
+from llmray.train.data import Files, read_tables, resolve
+from llmray.train.export import META
+from llmray.train.model import has_weights
+
+
+def predict(model_dir: str, inputs: list[str], output: str, batch_size: int = 64) -> int:
+    """Write one prediction per input document to ``output``; return how many."""
+    directory = Path(model_dir).expanduser().resolve()
+    config, meta = _check_model(directory)
+    from transformers import AutoModelForSequenceClassification  # after llmray.train.model set hub-offline
+
+    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
+    tok = toks.load(str(directory))
+    special = toks.special_ids(tok, str(directory))
+    seq_len = int(meta.get("seq_len") or min(512, config.get("max_position_embeddings", 512)))
+    labels = meta.get("labels") or [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    text_field, id_field = meta.get("text_field", "text"), meta.get("id_field", "id")
+    files = resolve(inputs, "--input")
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    count = 0
+    with open(tmp, "w", encoding="utf-8") as f, torch.inference_mode():
+        for ids, texts in _documents(files, text_field, id_field, batch_size):
+            flat, lengths = toks.encode(tok, texts)
+            input_ids, mask = toks.truncate(flat, lengths, seq_len, special)
+            logits = model(
+                input_ids=torch.as_tensor(input_ids, dtype=torch.long),
+                attention_mask=torch.as_tensor(mask, dtype=torch.long),
+            ).logits
+            probs = torch.softmax(logits.float(), -1).numpy()
+            best = probs.argmax(-1)
+            f.writelines(
+                json.dumps({"id": i, "label": labels[k], "score": round(float(p[k]), 6)}) + "\n"
+                for i, k, p in zip(ids, best, probs, strict=True)
+            )
+            count += len(ids)
+    os.replace(tmp, out)
+    return count
+
+
+def _check_model(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config.json, llmray.json or {}) of a model that can classify; a clear error otherwise."""
+    config_file = directory / "config.json"
+    if not config_file.is_file() or not has_weights(directory):
+        raise UserError(f"{directory}: not a model directory (needs config.json and weights)")
+    config = json.loads(config_file.read_text())
+    meta_file = directory / META
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    architectures = config.get("architectures") or ["an unknown architecture"]
+    if meta.get("task") == "mlm" or not any(a.endswith("ForSequenceClassification") for a in architectures):
+        kind = (
+            "a masked-language model"
+            if meta.get("task") == "mlm" or "MaskedLM" in architectures[0]
+            else architectures[0]
+        )
+        raise UserError(
+            f"{directory} has no classification head ({kind}); fine-tune it first with "
+            f"`task: classification` and predict with that model"
+        )
+    return config, meta
+
+
+def _documents(
+    files: Files, text_field: str, id_field: str, batch_size: int
+) -> Iterator[tuple[list, list[str]]]:
+    """(ids, texts) in batches; a document without an id is named ``<file>:<row>``."""
+    for path in files.paths:
+        row = 0
+        for table in read_tables(Files([path], files.format), [id_field, text_field]):
+            if text_field not in table.column_names:
+                raise UserError(f"--input: {path} has no text column {text_field!r}")
+            texts = pc.fill_null(table.column(text_field), "").to_pylist()
+            ids = (
+                table.column(id_field).to_pylist()
+                if id_field in table.column_names
+                else [f"{Path(path).name}:{r}" for r in range(row, row + table.num_rows)]
+            )
+            row += table.num_rows
+            for start in range(0, len(texts), batch_size):
+                yield ids[start : start + batch_size], texts[start : start + batch_size]

@@ -1,0 +1,160 @@
+"""The loop on Ray Train: ``TorchTrainer`` workers fed by Ray Data, checkpoints under ``<output>``.
+
+Data: the driver builds lazy Ray Datasets (read -> ``Featurizer`` in Ray Data tasks); each worker
+streams its shard with ``get_dataset_shard(...).iter_torch_batches``. Ingest runs with
+``preserve_order``, so the split across workers, and therefore each worker's batch order, is the
+same on every run: a resumed run replays the interrupted epoch and skips what it had trained on.
+
+Checkpoints: every ``checkpoint_every`` steps and at the end, rank 0 saves the whole state and all
+ranks call ``ray.train.report`` (the only report calls: each costs about 1.8 s here). Ray keeps
+them as ``<output>/checkpoints/step_NNNNNN``; a new trainer on the same directory finds them, which
+is how ``--resume`` and worker-failure restarts (``max_failures``) continue. Per-step metrics are
+written by rank 0 to ``<output>/metrics.jsonl`` (a shared filesystem on a multi-node cluster).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+from ray.data import ExecutionOptions
+from ray.data.collate_fn import NumpyBatchCollateFn
+from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from llmray.errors import UserError
+from llmray.train.data import Collate, ray_dataset, seed_for
+from llmray.train.export import export
+from llmray.train.plan import Plan
+from llmray.train.run import EVAL_SEED, fresh_metrics, run_loop
+
+
+class _Collate(NumpyBatchCollateFn):
+    """Ray's collate interface around ``data.Collate`` (which knows nothing of Ray)."""
+
+    def __init__(self, collate: Collate):
+        self.collate = collate
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Any:
+        return self.collate(batch)
+
+
+def fit(plan: Plan, address: str | None = None) -> dict[str, Any]:
+    """Train on Ray workers, then export ``<output>/model`` from the last checkpoint."""
+    from llmray import cluster
+
+    spec = plan.spec
+    startup_s = cluster.connect(address)
+    started = time.perf_counter()
+    fresh_metrics(plan)
+    datasets = {"train": ray_dataset(plan.train, plan.columns, plan.featurizer("train"))}
+    if plan.has_eval:
+        files, columns = plan.eval_source()
+        datasets["eval"] = ray_dataset(files, columns, plan.featurizer("eval"))
+    ingest = ExecutionOptions(preserve_order=True)
+    resources = worker_resources(
+        spec.num_workers, spec.use_gpu, spec.resources_per_worker, cluster.cpu_count()
+    )
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={"plan": plan},
+        scaling_config=ScalingConfig(
+            num_workers=spec.num_workers, use_gpu=spec.use_gpu, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name="checkpoints",
+            storage_path=plan.output,
+            failure_config=FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
+        ),
+        datasets=datasets,
+        dataset_config=DataConfig(execution_options=ingest),
+    )
+    try:
+        result = trainer.fit()
+    except ray.train.WorkerGroupError as exc:
+        causes = list(exc.worker_failures.values())
+        user = next((c for c in causes if isinstance(c, UserError)), None)
+        if user is not None:
+            raise UserError(str(user)) from None
+        raise
+    with result.checkpoint.as_directory() as directory:
+        export(Path(directory), plan, Path(plan.output) / "model")
+    return {
+        **result.metrics,
+        "wall_s": round(time.perf_counter() - started, 2),
+        "startup_s": round(startup_s, 2),
+    }
+
+
+def worker_resources(workers: int, use_gpu: bool, given: dict[str, float], cpus: int) -> dict[str, float]:
+    """Ray resources per worker. Ray Data needs a CPU of its own to read and tokenize while the
+    workers train (without one, ingest waits forever): by default a worker takes up to one CPU,
+    less when the cluster is small, and a given reservation that leaves none is refused."""
+    if given:
+        resources = dict(given)
+    else:
+        resources = {"CPU": round(min(1.0, (cpus - 1) / workers), 2)} | ({"GPU": 1.0} if use_gpu else {})
+    if cpus - workers * resources.get("CPU", 1.0) < 1:
+        raise UserError(
+            f"train.resources_per_worker: {workers} workers x {resources.get('CPU', 1.0):g} CPU leave "
+            f"less than one of the cluster's {cpus} CPUs to Ray Data for reading the data; "
+            f"lower the CPUs per worker or the number of workers"
+        )
+    return resources
+
+
+def _worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: the shared loop over this worker's shard of the data."""
+    plan: Plan = config["plan"]
+    spec = plan.spec
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    train_shard = ray.train.get_dataset_shard("train")
+
+    def epoch_batches(epoch: int) -> Iterable[Any]:
+        seed = seed_for(spec.seed, epoch, rank)
+        return train_shard.iter_torch_batches(
+            batch_size=spec.batch_size,
+            collate_fn=_Collate(plan.collate(seed)),
+            drop_last=True,
+            local_shuffle_buffer_size=spec.shuffle_buffer or None,
+            local_shuffle_seed=seed if spec.shuffle_buffer else None,
+        )
+
+    def eval_batches() -> Iterable[Any]:
+        shard = ray.train.get_dataset_shard("eval")
+        return shard.iter_torch_batches(
+            batch_size=spec.batch_size,
+            collate_fn=_Collate(plan.collate(seed_for(spec.seed, EVAL_SEED, rank))),
+        )
+
+    def checkpoint(step: int, save: Callable[[Path], None], metrics: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            if rank == 0:
+                save(Path(tmp))
+            ray.train.report(
+                metrics,
+                checkpoint=Checkpoint.from_directory(tmp) if rank == 0 else None,
+                checkpoint_dir_name=f"step_{step:06d}",
+            )
+
+    device = ray.train.torch.get_device()
+    # Ray's own record of this run's checkpoints wins (worker restarts, --resume of a Ray run); a
+    # plain-loop run resumed here has only the directory the driver found.
+    start = ray.train.get_checkpoint() or (
+        Checkpoint.from_directory(plan.resume_from) if plan.resume_from else None
+    )
+    if start is None:
+        run_loop(plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=None)
+        return
+    with start.as_directory() as directory:
+        run_loop(
+            plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=Path(directory)
+        )
