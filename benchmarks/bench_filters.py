@@ -16,7 +16,8 @@ Agreement, on the first ``--agreement-docs`` documents, each filter deciding on 
 - with datatrove's GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter and
   FineWebQualityFilter at their defaults, when ``datatrove`` is importable (it is not a dependency:
   run this module with an interpreter that has both, e.g. ``PYTHONPATH=. /venv/bin/python -m ...``).
-  Disagreements are listed as (llmray reason, datatrove reason) pairs.
+  Disagreements are listed as (llmray reason, datatrove reason) pairs, datatrove's reasons renamed
+  to llmray's (``DATATROVE_REASONS``).
 
 Writes ``filters.json`` to the output directory (default ``benchmarks/results``). The default input is
 the research corpus at ``../shared/data/neardup/corpus_20k.jsonl.gz`` when present.
@@ -51,6 +52,23 @@ TARGET_MB_PER_S_PER_CORE = 20.0
 DATATROVE_MB_PER_S_PER_CORE = 0.23
 
 Decisions = dict[str, list[str | None]]
+
+#: datatrove's reason names in llmray's terms, so that "same reason" compares like with like.
+DATATROVE_REASONS = {
+    "gopher_short_doc": "too_few_words", "gopher_long_doc": "too_many_words",
+    "gopher_below_avg_threshold": "mean_word_too_short", "gopher_above_avg_threshold": "mean_word_too_long",
+    "gopher_too_many_hashes": "too_many_hashes", "gopher_too_many_ellipsis": "too_many_ellipses",
+    "gopher_too_many_bullets": "too_many_bullet_lines", "gopher_too_many_end_ellipsis": "too_many_ellipsis_lines",
+    "gopher_below_alpha_threshold": "too_few_alpha_words", "gopher_enough_stop_words": "too_few_stop_words",
+    "dup_para_frac": "too_many_duplicate_paragraphs", "dup_para_char_frac": "too_many_duplicate_paragraph_chars",
+    "dup_line_frac": "too_many_duplicate_lines", "dup_line_char_frac": "too_many_duplicate_line_chars",
+    **{f"top_{n}_gram": f"top_{n}gram_too_frequent" for n in (2, 3, 4)},
+    **{f"duplicated_{n}_n_grams": f"too_many_duplicate_{n}grams" for n in range(5, 11)},
+    "lorem_ipsum": "contains_lorem_ipsum", "curly_bracket": "contains_curly_bracket",
+    "too_few_sentences": "too_few_sentences", "empty": "empty", "line_punct_ratio": "too_few_punctuated_lines",
+    "short_line_ratio": "too_many_short_lines", "char_dup_ratio": "too_many_duplicate_line_chars",
+    "list_ratio": "too_many_newlines",
+}
 
 
 def filters() -> list[Filter]:
@@ -151,7 +169,8 @@ def datatrove_decisions(texts: list[str]) -> Decisions | None:
     for i, text in enumerate(texts):
         for name, peer in peers.items():
             verdict = peer.filter(Document(text=text, id=str(i)))  # C4 rewrites the text: a fresh doc each
-            out[name].append(None if verdict is True else (verdict[1] if isinstance(verdict, tuple) else "dropped"))
+            reason = verdict[1] if isinstance(verdict, tuple) else "dropped"
+            out[name].append(None if verdict is True else DATATROVE_REASONS.get(reason, reason))
     return out
 
 

@@ -82,15 +82,20 @@ class JobSpec:
         }
 
 
-def load_job(path: str | Path) -> JobSpec:
-    """Read and validate a job file; every problem is a ``JobError`` naming the file and key."""
-    path = Path(path)
+def read_yaml(path: Path) -> Any:
+    """A job file's content, or one line saying why it cannot be read."""
     if not path.is_file():
         raise UserError(f"job file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise JobError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read and validate a job file; every problem is a ``JobError`` naming the file and key."""
+    path = Path(path)
+    raw = read_yaml(path)
     try:
         return parse_job(raw, source_file=str(path))
     except JobError as exc:

@@ -114,6 +114,8 @@ def test_tokens_match_reference(docs):
     ("--verbose /etc/hosts C++ .git ..x", ["--verbose", "/etc", "/", "hosts", "C++", ".git", "..", "x"]),
     ("http://a.b/c-d (see) \"q\"...", ["http://a.b/c-d", "(", "see", ")", "\"", "q", "\"", "..."]),
     ("---- ** 😀x", ["----", "*", "*", "😀", "x"]),
+    ("e.g. A. U.S. etc. Key= 1-7 a-1 2+3", ["e.g.", "A.", "U.S.", "etc", ".", "Key=", "1", "-", "7", "a-1", "2", "+",
+                                          "3"]),
 ])
 def test_token_definition(text, expected):
     assert [t for t, _ in split_tokens(text)] == expected

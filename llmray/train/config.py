@@ -20,9 +20,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
-import yaml
-
-from llmray.errors import JobError, UserError, check_keys
+from llmray.config import read_yaml
+from llmray.errors import JobError, check_keys
 
 TASKS = ("mlm", "classification")
 #: BertConfig sizes a job file may set for a new model, with their types.
@@ -124,12 +123,7 @@ class TrainSpec:
 def load_train_job(path: str | Path, **overrides: Any) -> TrainSpec:
     """Read a train job file, apply command-line overrides (None means not given), check it all."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"job file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise JobError(f"{path}: not valid YAML: {exc}".replace("\n", " ")) from None
+    raw = read_yaml(path)
     try:
         return parse_train(raw, **overrides)
     except JobError as exc:
