@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-from llmray.kernels.hashing import _MIX1, _MIX2, fmix64
+from llmray.kernels.hashing import _MIX1, _MIX2, GOLDEN, fmix64
 
 # Character class bits.
 SPACE = 1
@@ -80,7 +80,6 @@ _NEXT_ALPHA = 1
 _NEXT_DIGIT = 2
 _NEXT_UPPER = 4
 
-_ROLL = np.uint64(0x9E3779B97F4A7C15)
 _S29 = np.uint64(29)
 
 
@@ -283,10 +282,10 @@ TOKEN_START, TOKEN_END, TOKEN_CHARS, TOKEN_FLAGS = 0, 1, 2, 3
 
 @njit(cache=True, nogil=True, inline="always")
 def _put(tokens, n, a, b, chars, kind):
-    tokens[n, 0] = a
-    tokens[n, 1] = b
-    tokens[n, 2] = chars
-    tokens[n, 3] = kind
+    tokens[n, TOKEN_START] = a
+    tokens[n, TOKEN_END] = b
+    tokens[n, TOKEN_CHARS] = chars
+    tokens[n, TOKEN_FLAGS] = kind
     return n + 1
 
 
@@ -402,8 +401,9 @@ def tokenize(data, start, end, table, tokens, n):
                         piece_cpi = core_cpi
                         piece_alpha = core_alpha
                     else:
-                        if core_end < i and data[core_end] == 46 and (core_end + 1 == i or data[core_end + 1] != 46) \
-                                and _abbreviation(data, piece, core_end):
+                        lone_stop = core_end < i and data[core_end] == 46 and (core_end + 1 == i
+                                                                                or data[core_end + 1] != 46)
+                        if lone_stop and _abbreviation(data, piece, core_end):
                             core_end += 1  # the full stop of "e.g." or "A." stays with the word
                             core_end_cpi += 1
                         elif quote >= core_end - 5:
@@ -570,7 +570,7 @@ def split_tokens(text: str) -> list[tuple[str, bool]]:
 @njit(cache=True, nogil=True)
 def _token_hashes(data, tokens, n, out):
     for t in range(n):
-        out[t] = _hash_bytes(data, tokens[t, 0], tokens[t, 1], False)
+        out[t] = _hash_bytes(data, tokens[t, TOKEN_START], tokens[t, TOKEN_END], False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,15 +595,15 @@ def _word_stats(offsets, data, table, stop_hashes, stop_len):
         distinct = 0
         seen[:] = False
         for t in range(n):
-            kind = tokens[t, 3]
+            kind = tokens[t, TOKEN_FLAGS]
             if kind & HAS_ALPHA:
                 alpha += 1
             if not kind & WORD:
                 continue
             words += 1
-            word_chars += tokens[t, 2]
-            if tokens[t, 1] - tokens[t, 0] <= stop_len:
-                h = _hash_bytes(data, tokens[t, 0], tokens[t, 1], True)
+            word_chars += tokens[t, TOKEN_CHARS]
+            if tokens[t, TOKEN_END] - tokens[t, TOKEN_START] <= stop_len:
+                h = _hash_bytes(data, tokens[t, TOKEN_START], tokens[t, TOKEN_END], True)
                 k = np.searchsorted(stop_hashes, h)
                 if k < stop_hashes.shape[0] and stop_hashes[k] == h and not seen[k]:
                     seen[k] = True
@@ -757,7 +757,7 @@ def _line_stats(offsets, data, table, short_chars):
                 if dup:
                     dup_lines += 1
                     dup_line_chars += kept_chars
-                para_hash = para_hash * _ROLL + h
+                para_hash = para_hash * GOLDEN + h
                 para_chars += kept_chars
                 para_lines += 1
             ls = i + 1
@@ -847,7 +847,7 @@ def _doc_ngrams(hashes, lens, n_tok, top_ns, dup_ns, top_out, dup_out, work, key
             if n > 1:  # extend the gram by one token
                 if p + n > n_tok:
                     continue
-                gram[p] = gram[p] * _ROLL + hashes[p + n - 1]
+                gram[p] = gram[p] * GOLDEN + hashes[p + n - 1]
                 chars[p] += lens[p + n - 1]
             slot, seen = _find(keys, mask, fmix64(gram[p]))
             counts[slot] += 1
@@ -897,7 +897,7 @@ def _ngram_stats(offsets, data, table, top_ns, dup_ns, active):
             keys = np.zeros(size, np.uint64)
             counts = np.zeros(size, np.int32)
         _token_hashes(data, tokens, n_tok, hashes)
-        _doc_ngrams(hashes, tokens[:, 2], n_tok, top_ns, dup_ns, top[d], dup[d], work, keys, counts)
+        _doc_ngrams(hashes, tokens[:, TOKEN_CHARS], n_tok, top_ns, dup_ns, top[d], dup[d], work, keys, counts)
     return top, dup
 
 

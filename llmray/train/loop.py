@@ -216,7 +216,7 @@ def train(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        if due(spec.log_every) or due(spec.eval_every) or due(spec.checkpoint_every):
+        if step < total_steps and (due(spec.log_every) or due(spec.eval_every) or due(spec.checkpoint_every)):
             run_hooks(final=False)
     if step == 0:
         raise RuntimeError("no training batches: the data holds fewer rows than one batch per worker")
