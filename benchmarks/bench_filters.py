@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.metadata
 import json
 import time
 from collections import Counter
@@ -224,8 +225,10 @@ def run(input_path: str | Path | None = None, docs: int | None = None, output_di
     ours = llmray_decisions(ops, sample, batch_rows)
     result["agreement"] = {"docs": len(sample), "reference": compare(ours, reference_decisions(sample))}
     theirs = datatrove_decisions(sample)
-    result["agreement"]["datatrove"] = (compare(ours, theirs) if theirs is not None
-                                        else {"skipped": "datatrove is not importable here"})
+    if theirs is None:
+        result["agreement"]["datatrove"] = {"skipped": "datatrove is not importable here"}
+    else:
+        result["agreement"]["datatrove"] = {"version": importlib.metadata.version("datatrove"), **compare(ours, theirs)}
     out_dir = Path(output_dir) if output_dir else DEFAULT_OUTPUT
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "filters.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -250,10 +253,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, rates in tp["alone"].items():
         print(f"  {name}: {rates['mb_per_s_per_core']['median']} MB/s per core "
               f"(CPU time: {rates['cpu_mb_per_s']['median']})")
-    for peer, report in result["agreement"].items():
-        if isinstance(report, dict) and "all_four" in report:
-            print(f"agreement with {peer}: " + ", ".join(
-                f"{name} {r['same_decision_pct']}%" for name, r in report.items() if "same_decision_pct" in r))
+    for peer in ("reference", "datatrove"):
+        report = result["agreement"][peer]
+        print(f"agreement with {peer}: " + (report.get("skipped") or ", ".join(
+            f"{name} {r['same_decision_pct']}%" for name, r in report.items() if isinstance(r, dict))))
 
 
 if __name__ == "__main__":

@@ -147,17 +147,12 @@ class Harness:
                      for op in m["ops"]}
         groups: dict[str, list[str]] = {}
         for stage in chosen:
-            steps = stage.steps()
-            if steps is None:
-                continue
-            steps = [name for name in steps if name not in unusable]
             ops = groups.setdefault(stage.group, [])
-            if stage.kind == "chain":
-                ops[:] = steps
-            elif not any(st.kind == "chain" and st.group == stage.group for st in chosen):
-                ops += [s for s in steps if s not in ops]
-        if "dedup" in groups:
-            groups["dedup"].sort(key=lambda name: "exact" not in name)
+            ops += [s for s in stage.steps() or [] if s not in ops and s not in unusable]
+        for stage in chosen:  # a group's own chain, when chosen, fixes the order
+            if stage.name.startswith(f"{stage.group}:all"):
+                groups[stage.group] = [s for s in stage.ops if s not in unusable]
+        groups = {group: steps for group, steps in groups.items() if steps or group == "read"}
         jobs = [{"name": group, "steps": steps} for group, steps in groups.items()]
         pipeline = [s for group, steps in groups.items() if group != "read" for s in steps]
         if len([j for j in jobs if j["name"] != "read"]) > 1:
@@ -352,18 +347,18 @@ def collect_accuracy(results: dict[str, Any], main: str) -> list[dict[str, Any]]
     return rows
 
 
-#: Which llmray stage each peer task compares with.
-COMPARISONS = {"signatures": "minhash_signatures", "filters": "filters:all"}
+#: Which llmray stage each peer task compares with (the first one measured).
+COMPARISONS = {"signatures": ["minhash_signatures"], "filters": [*stages.PEER_CHAINS, "filters:all"]}
 
 
 def ratios(results: dict[str, Any], main: str) -> list[dict[str, Any]]:
     """llmray's MB/s per core over each peer's, on the same corpus, task by task."""
     near = stages.near_dup_op()
-    stage_for = {**COMPARISONS, **({"neardup": near} if near else {})}
+    candidates = {**COMPARISONS, "neardup": [near] if near else []}
     by_name = {s["name"]: s for s in results["stages"] if s.get("status") == "ok"}
     rows = []
     for peer in results["peers"]["results"]:
-        stage = by_name.get(stage_for.get(peer["task"], ""))
+        stage = next((by_name[n] for n in candidates.get(peer["task"], []) if n in by_name), None)
         if peer.get("status") != "ok" or stage is None:
             continue
         ours = stage["corpora"][main]

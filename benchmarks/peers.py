@@ -12,8 +12,9 @@ compare thresholds), clusters scored against the same truth.
 * ``signatures``: text in memory -> a 128-slot signature per document, shingling included.
 * ``neardup``: text in memory -> signatures -> LSH candidate pairs -> clusters -> one kept per cluster.
   datatrove runs its four MinHash stages on the JSONL file instead (reading included), as it is used.
-* ``filters`` (datatrove only): Gopher repetition, Gopher quality, C4 and FineWeb quality filters, the
-  set llmray's quality filters reimplement, called on documents in memory.
+* ``filters`` (datatrove only): Gopher repetition, Gopher quality, C4 and FineWeb quality filters at
+  their defaults, in that order, the set llmray's quality filters reimplement, called on documents in
+  memory (compared with llmray's ``filters:datatrove-set``).
 """
 
 from __future__ import annotations
@@ -192,8 +193,7 @@ def _datatrove_filters(ids: list[str], texts: list[str], req: dict[str, Any], se
         GopherRepetitionFilter,
     )
 
-    filters = [GopherRepetitionFilter(), GopherQualityFilter(),
-               C4QualityFilter(filter_no_terminal_punct=False), FineWebQualityFilter()]
+    filters = [GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(), FineWebQualityFilter()]
     kept = 0
     for doc_id, text in zip(ids, texts, strict=True):
         doc = Document(text=text, id=doc_id)

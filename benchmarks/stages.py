@@ -8,6 +8,8 @@ parameters is a stage, so a new op is measured without new benchmark code. Ops t
 * ``<group>:all``: every op of a group chained in registry order (``filters:all`` is the full
   quality filter set, ``dedup:all`` exact then near-duplicate removal, ``tokenize:all`` vocabulary
   then encoding), each op seeing the rows the previous one kept, as in a job.
+* ``filters:datatrove-set``: the filters datatrove also has (Gopher repetition and quality, C4,
+  FineWeb), in datatrove's order: the like-for-like comparison with datatrove's filters.
 * ``minhash_signatures``: the signature kernel alone (the near-dup op's defaults for its parameters).
 
 A stage's group is its op's module (``llmray.ops.normalize`` -> ``normalize``, anything under
@@ -31,7 +33,10 @@ from typing import Any
 
 from benchmarks import accuracy, measure
 
-GROUP_ORDER = ("read", "normalize", "html", "pii", "filters", "dedup", "tokenize")
+GROUP_ORDER = ("read", "html", "normalize", "pii", "filters", "dedup", "tokenize")
+#: Chains that do what a peer's set does, for like-for-like ratios: datatrove's four quality filters.
+PEER_CHAINS = {"filters:datatrove-set": ("gopher_repetition", "gopher_quality", "c4_quality",
+                                         "fineweb_quality")}
 #: The kernel behind MinHash near-duplicate removal, measured on its own (module, function).
 SIGNATURE_KERNEL = ("llmray.kernels.minhash", "signatures")
 
@@ -88,6 +93,9 @@ def plan() -> tuple[list[Stage], list[dict[str, str]]]:
         if len(names) > 1:
             name = f"{group}:all" + ("-global" if is_global and (group, False) in by_group else "")
             stages.append(Stage(name, group, "global" if is_global else "chain", names))
+    for name, ops in PEER_CHAINS.items():
+        if all(op in by_group.get(("filters", False), []) for op in ops):
+            stages.append(Stage(name, "filters", "chain", list(ops)))
     kernel = signature_kernel()
     if isinstance(kernel, str):
         skipped.append({"name": "minhash_signatures", "reason": kernel})

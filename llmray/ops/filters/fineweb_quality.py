@@ -5,7 +5,9 @@ Defaults are FineWeb's, as in datatrove's FineWebQualityFilter. Rules, in the or
 (lines are the non-blank lines, see :mod:`llmray.kernels.text`):
 
 1. ``empty``: no non-blank line;
-2. ``too_few_punctuated_lines``: under 12% of lines end with terminal punctuation;
+2. ``too_few_punctuated_lines``: under 12% of lines end with terminal punctuation (``. ! ?``, their
+   other-script forms, or a closing quote, as in FineWeb's published rule; datatrove's current
+   default leaves quotes out);
 3. ``too_many_short_lines``: over 67% of lines have at most 30 characters;
 4. ``too_many_duplicate_line_chars``: lines that repeat an earlier line hold over 1% of the
    characters (newlines not counted);
