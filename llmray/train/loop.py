@@ -216,6 +216,7 @@ def train(
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        # The last step's hooks run once, as final: its checkpoint then carries the run's timings.
         if step < total_steps and (due(spec.log_every) or due(spec.eval_every) or due(spec.checkpoint_every)):
             run_hooks(final=False)
     if step == 0:
