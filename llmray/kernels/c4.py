@@ -38,6 +38,7 @@ from llmray.kernels.text import (
     char_table,
     column_chunks,
     decode_char,
+    read_char,
     string_buffers,
 )
 
@@ -175,8 +176,7 @@ def _c4_lines(offsets, data, table, patterns, starts, kinds, first_bytes, remove
             i = p0
             while i <= q:
                 if i < q:
-                    cp, w = decode_char(out, i, q)
-                    f = char_class(table, cp)
+                    cp, w, f = read_char(out, i, q, table)
                 else:
                     cp, w, f = 32, 1, SPACE
                 if f & SPACE:

@@ -213,6 +213,16 @@ def char_class(table, cp):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def read_char(data, i, end, table):
+    """(code point, byte length, class bits) at ``data[i]``, with a fast path for ASCII."""
+    c = data[i]
+    if c < 128:
+        return np.int64(c), 1, np.int64(table[c])
+    cp, w = decode_char(data, i, end)
+    return cp, w, char_class(table, cp)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _load8(data, i):
     """Eight bytes at ``data[i]`` as a little-endian integer, without a loop (``i + 8 <= len(data)``)."""
     return (np.uint64(data[i]) | np.uint64(data[i + 1]) << np.uint64(8) | np.uint64(data[i + 2]) << np.uint64(16)
@@ -378,14 +388,7 @@ def tokenize(data, start, end, table, tokens, n):
     i = start
     while i <= end:
         if i < end:
-            c = data[i]
-            if c < 128:
-                cp = np.int64(c)
-                w = 1
-                f = np.int64(table[c])
-            else:
-                cp, w = decode_char(data, i, end)
-                f = char_class(table, cp)
+            cp, w, f = read_char(data, i, end, table)
         else:
             cp = 32
             w = 1
@@ -704,14 +707,7 @@ def _line_stats(offsets, data, table, short_chars):
             line_chars = 0
             kept_chars = 0
             while i < e and data[i] != 10:
-                c = data[i]
-                if c < 128:
-                    cp = np.int64(c)
-                    w = 1
-                    f = np.int64(table[c])
-                else:
-                    cp, w = decode_char(data, i, e)
-                    f = char_class(table, cp)
+                cp, w, f = read_char(data, i, e, table)
                 line_chars += 1
                 if f & SPACE:
                     i += w
