@@ -17,20 +17,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from llmray.errors import JobError
+from llmray.kernels.hashing import fmix64
+from llmray.kernels.minhash import text_hashes
 from llmray.ops.base import ID, SOURCE, TEXT, GlobalOp, register
 from llmray.pipeline.context import GlobalContext, GlobalResult
 
 
 def keep_fraction(ids: pa.Array, rate: float, seed: int) -> np.ndarray:
-    """Deterministic Bernoulli(rate) per id: the same id and seed always give the same answer."""
+    """Deterministic Bernoulli(rate) per id: the same id and seed always give the same answer.
+    One compiled pass over the id strings (the dedup text hash), then the seed mixed in."""
     if rate >= 1.0:
         return np.ones(len(ids), dtype=bool)
-    threshold = int(rate * 2**64)
-    return np.fromiter((xxhash.xxh64_intdigest(i.encode(), seed) < threshold for i in ids.to_pylist()),
-                       dtype=bool, count=len(ids))
+    hashes = text_hashes(ids)[:, 0] ^ fmix64(np.uint64(seed))
+    return fmix64(hashes) < np.uint64(min(int(rate * 2**64), 2**64 - 1))
 
 
 def _source_bytes(path: str) -> dict[str, int]:
