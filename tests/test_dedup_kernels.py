@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llmray.dedup import components, shuffle
+from llmray.dedup import buckets, components, shuffle
 from llmray.dedup.signatures import collision_probability, lsh_params
 from llmray.kernels import minhash
 
@@ -145,3 +145,18 @@ def test_star_steps_match_union_find(seed):
     expected = {int(d): int(r) for d, r in local}
     assert _distributed(edges, 3) == expected == _distributed(edges, 1)
     assert all(r == min(d for d, rr in expected.items() if rr == r) for r in expected.values())
+
+
+def test_bucket_edges_link_members_to_the_smallest_signature_hash():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(0, 200))
+        rows = np.stack([rng.integers(0, 30, n), rng.integers(0, 4, n), rng.permutation(1000)[:n]],
+                        axis=1).astype(np.uint64).reshape(n, 3)
+        expected = set()
+        for key in np.unique(rows[:, 0]):
+            bucket = sorted((int(h), int(d)) for k, h, d in rows if k == key)
+            center = bucket[0][1]
+            expected |= {(max(d, center), min(d, center)) for _, d in bucket[1:] if d != center}
+        larger, smaller = shuffle.unpack(buckets.bucket_edges(rows))
+        assert set(zip(larger.tolist(), smaller.tolist(), strict=True)) == expected

@@ -10,6 +10,7 @@ import zstandard
 from llmray.config import InputSpec
 from llmray.errors import UserError
 from llmray.io.readers import plan_chunks, read_chunk
+from llmray.io.writers import ShardWriter
 from tests.helpers import write_jsonl
 
 
@@ -134,3 +135,16 @@ def test_parquet_null_and_oversized_texts(tmp_path):
         ("m.parquet:2", "ok", 2, None), ("m.parquet:4", "fine", 4, None)]
     assert [q["line"] for q in quarantined] == [1] and "is null" in quarantined[0]["error"]
     assert too_large == [("m.parquet:3", 3000)]
+
+
+def test_shards_keep_nested_columns_and_skip_text_statistics(tmp_path):
+    table = pa.table({"text": ["a b", "c d"], "meta": [{"x": 1, "tags": ["u"]}, {"x": 2, "tags": []}],
+                      "scores": pa.array([[("q", 0.5)], []], pa.map_(pa.string(), pa.float64()))})
+    writer = ShardWriter(tmp_path, "chunk")
+    writer.write(table)
+    (path,) = writer.close()
+    assert pq.read_table(path).equals(table)
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
+    assert stats == {"text": False, "meta.x": True, "meta.tags.list.element": True,
+                     "scores.key_value.key": True, "scores.key_value.value": True}

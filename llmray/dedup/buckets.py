@@ -21,6 +21,15 @@ from llmray.kernels.minhash import estimate_jaccard
 
 def bucket_edges(rows: np.ndarray) -> np.ndarray:
     """Unique packed star edges of the buckets in ``rows`` (band key, signature hash, document)."""
+    # Most band keys are unique: one plain sort finds the shared ones, and only those get ordered
+    # by (key, signature hash, document) to pick each bucket's center.
+    by_key = np.argsort(rows[:, 0])
+    sorted_keys = rows[by_key, 0]
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    shared = np.zeros(len(rows), bool)
+    shared[1:] |= same
+    shared[:-1] |= same
+    rows = rows[by_key[shared]]
     if len(rows) == 0:
         return np.empty(0, np.uint64)
     order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))

@@ -38,7 +38,7 @@ class Unit:
         """The unit's rows, one row group at a time."""
         reader = pq.ParquetFile(self.path)
         for group, first, end in self.pieces:
-            table = reader.read_row_group(group, columns=columns)
+            table = reader.read_row_group(group, columns=columns, use_threads=False)
             yield table if (first, end) == (0, table.num_rows) else table.slice(first, end - first)
 
 

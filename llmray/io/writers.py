@@ -63,7 +63,11 @@ class ShardWriter:
         final = self.directory / f"{self.prefix}-{self.index:04d}.{self.ext}"
         self._tmp = final.with_name(final.name + TMP_SUFFIX)
         if self.fmt == "parquet":
-            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+            others = [path for field in schema if field.name != TEXT for path in _leaf_paths(field.name, field.type)]
+            # No dictionary attempt and no min/max for the text: it is unique and long (a footer
+            # would hold two whole documents per row group).
+            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd", use_dictionary=others,
+                                            write_statistics=others)
         else:
             self._writer = gzip.open(self._tmp, "wb", compresslevel=5)
 
@@ -103,6 +107,19 @@ class JsonlWriter:
             self._file.close()
             os.replace(self._file.name, self.path)
             self._file = None
+
+
+def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
+    """Parquet column paths under a field (what the writer's per-column options name)."""
+    if pa.types.is_struct(kind):
+        return [p for i in range(kind.num_fields) for p in _leaf_paths(f"{name}.{kind.field(i).name}",
+                                                                        kind.field(i).type)]
+    if pa.types.is_map(kind):
+        return _leaf_paths(f"{name}.key_value.key", kind.key_type) + _leaf_paths(f"{name}.key_value.value",
+                                                                                 kind.item_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaf_paths(f"{name}.list.element", kind.value_type)
+    return [name]
 
 
 def remove_partial(directories: list[Path], prefix: str) -> None:

@@ -78,15 +78,58 @@ def _ascii_map() -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _tokens(data, i, end, table, ascii_map, chars, buf):
-    """Token hashes of ``data[i:end]`` into ``buf`` (at least ``end - i`` long); returns the count.
+    """Token hashes of ``data[i:end]`` into ``buf`` (at least ``end - i + 1`` long); returns the count.
 
-    ``ascii_map`` gives each ASCII byte lower-cased, or 0 for a separator. In character mode a run
-    of separators between two tokens yields one space token; separators at either end yield none.
+    ``ascii_map`` gives each ASCII byte lower-cased, or 0 for a separator.
+    """
+    if chars:
+        return _char_tokens(data, i, end, table, ascii_map, buf)
+    n = _word_tokens(data, i, end, table, ascii_map, buf)
+    for t in range(n):
+        buf[t] = fmix64(buf[t])
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _word_tokens(data, i, end, table, ascii_map, buf):
+    """Raw FNV-1a hashes of the words. The ASCII path has no branch on word boundaries (they are
+    unpredictable): every byte stores the running hash at ``buf[n]`` and a boundary advances ``n``.
+    A running hash equal to the FNV offset means "not in a word" (a word hashing to it: p = 2**-64).
     """
     n = 0
-    in_word = False
-    gap = False
     h = FNV_OFFSET
+    while i < end:
+        b = data[i]
+        if b < 0x80:
+            c = ascii_map[b]
+            extended = (h ^ np.uint64(c)) * FNV_PRIME
+            buf[n] = h
+            if c != 0:
+                h = extended
+            else:
+                n += h != FNV_OFFSET
+                h = FNV_OFFSET
+            i += 1
+        else:
+            cp, width = decode_char(data, i, end)
+            if char_class(table, cp) & _SEPARATOR:
+                buf[n] = h
+                n += h != FNV_OFFSET
+                h = FNV_OFFSET
+            else:
+                for k in range(i, i + width):
+                    h = (h ^ np.uint64(data[k])) * FNV_PRIME
+            i += width
+    buf[n] = h
+    return n + (h != FNV_OFFSET)
+
+
+@njit(cache=True, nogil=True)
+def _char_tokens(data, i, end, table, ascii_map, buf):
+    """One token per character; a run of separators between two tokens is one space token,
+    separators at either end yield none."""
+    n = 0
+    gap = False
     while i < end:
         b = data[i]
         if b < 0x80:
@@ -96,33 +139,16 @@ def _tokens(data, i, end, table, ascii_map, chars, buf):
         else:
             cp, width = decode_char(data, i, end)
             is_word = (char_class(table, cp) & _SEPARATOR) == 0
-        if chars:
-            if is_word:
-                if gap and n > 0:
-                    buf[n] = _SPACE_TOKEN
-                    n += 1
-                gap = False
-                buf[n] = fmix64(np.uint64(cp) + GOLDEN)
+        if is_word:
+            if gap and n > 0:
+                buf[n] = _SPACE_TOKEN
                 n += 1
-            else:
-                gap = True
-        elif is_word:
-            if not in_word:
-                in_word = True
-                h = FNV_OFFSET
-            if width == 1:
-                h = (h ^ np.uint64(cp)) * FNV_PRIME
-            else:
-                for k in range(i, i + width):
-                    h = (h ^ np.uint64(data[k])) * FNV_PRIME
-        elif in_word:
-            in_word = False
-            buf[n] = fmix64(h)
+            gap = False
+            buf[n] = fmix64(np.uint64(cp) + GOLDEN)
             n += 1
+        else:
+            gap = True
         i += width
-    if in_word:
-        buf[n] = fmix64(h)
-        n += 1
     return n
 
 
@@ -137,9 +163,7 @@ def _capacity(buf, need):
 @njit(cache=True, nogil=True)
 def _add_shingle(bins, h, k):
     b = ((h >> _S32) * np.uint64(k)) >> _S32
-    v = h & _LOW32
-    if v < bins[b]:
-        bins[b] = v
+    bins[b] = min(bins[b], h & _LOW32)
 
 
 @njit(cache=True, nogil=True)
@@ -181,7 +205,7 @@ def _signatures(offsets, data, table, ascii_map, chars, ngram, num_perm, seed):
     for _ in range(ngram - 1):
         top *= GOLDEN
     for d in range(n_docs):
-        tokens = _capacity(tokens, offsets[d + 1] - offsets[d])
+        tokens = _capacity(tokens, offsets[d + 1] - offsets[d] + 1)
         count = _tokens(data, offsets[d], offsets[d + 1], table, ascii_map, chars, tokens)
         ntokens[d] = count
         if count == 0:
@@ -224,7 +248,7 @@ def _text_hashes(offsets, data, table, ascii_map, normalize):
         h1 = FNV_OFFSET
         h2 = _LANE2
         if normalize:
-            tokens = _capacity(tokens, offsets[d + 1] - offsets[d])
+            tokens = _capacity(tokens, offsets[d + 1] - offsets[d] + 1)
             count = _tokens(data, offsets[d], offsets[d + 1], table, ascii_map, False, tokens)
             for t in range(count):
                 h1 = rotl64((h1 ^ tokens[t]) * GOLDEN, _S27)
