@@ -3,7 +3,8 @@
     python -m benchmarks.table benchmarks/results/<run>/results.json [--readme README.md]
 
 With ``--readme``, the text between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in that file
-is replaced by the tables.
+is replaced by the headline table (one row per claim: llmray, the peer in the same run, the ratio)
+and a pointer to the run's full tables (``results.md`` beside the JSON).
 """
 
 from __future__ import annotations
@@ -167,6 +168,82 @@ def external_rows(results: dict[str, Any]) -> list[str]:
     return ["### Each part's own benchmark", ""] + _table(["module", "status", "wall s", "summary"], rows)
 
 
+def headline(results: dict[str, Any], full_tables: str) -> str:
+    """The README's performance block: the claims a user buys, each from this run."""
+    s = results["settings"]
+    lines = [f"From `{' '.join(results['command'])}` ({results['mode']} mode, {s['repeats']} repeat(s), medians) "
+             f"on {results['created'][:10]}; every table of that run: `{full_tables}`.", "",
+             f"Machine: {machine_line(results)}.", ""]
+    rows = [[_task(r["task"]), f"{_num(r['llmray'])} MB/s per core", f"{r['peer']} {_num(r['peer_value'])}",
+             f"**{_num(r['ratio'])}x**"] for r in results["ratios"]]
+    rows += _dedup_claims(results) + _part_claims(results) + _scaling_claims(results)
+    return "\n".join(lines + _table(["what", "llmray", "peer, same run", "ratio"], rows))
+
+
+def _task(name: str) -> str:
+    return {"signatures": "MinHash signatures, one core each", "neardup": "near-duplicate removal, one core each",
+            "filters": "Gopher + C4 + FineWeb quality filters, one core each"}.get(name, name)
+
+
+def _ok(results: dict[str, Any], part: str) -> dict[str, Any] | None:
+    entry = results["external"].get(part)
+    return entry["result"] if entry and entry["status"] == "ok" else None
+
+
+def _dedup_claims(results: dict[str, Any]) -> list[list[str]]:
+    """End-to-end ``minhash_dedup`` through Ray against datasketch, at each corpus size measured."""
+    dedup = _ok(results, "dedup")
+    rows = []
+    for run in (dedup or {}).get("runs", []):
+        if run["threshold"] != dedup["runs"][0]["threshold"]:
+            continue
+        f1 = run.get("scores", {}).get("removal", {}).get("f1")
+        ours = (f"{_num(run['mb_s_per_core'])} MB/s per core" + (f", removal F1 {f1:.3f}" if f1 else "")
+                + f", peak {_num(run['peak_worker_private_mb'])} MB per worker")
+        peer, ratio = "", ""
+        if "datasketch" in run:
+            ds = run["datasketch"]
+            ds_f1 = (ds.get("scores") or {}).get("removal", {}).get("f1")
+            peer = f"datasketch MinHashLSH {_num(ds['mb_s_per_core'])}" + (f", F1 {ds_f1:.3f}" if ds_f1 else "")
+            ratio = f"**{_num(run['mb_s_per_core'] / ds['mb_s_per_core'])}x**"
+        rows.append([f"near-duplicate removal end to end through Ray, {run['docs']:,} docs "
+                     f"({run['text_mb']} MB, {dedup['cpus']} CPUs, threshold {run['threshold']})", ours, peer, ratio])
+    return rows
+
+
+def _part_claims(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    if filters := _ok(results, "filters"):
+        chain = filters["throughput"]["chain"]
+        agree = filters.get("agreement", {})
+        rows.append([f"quality filter chain ({filters['docs']:,} docs, `bench_filters`)",
+                     f"{_num(chain['cpu_mb_per_s']['median'])} MB/s per core (CPU time)", "", ""])
+        same = [f"{name} {agree[name]['all_four']['same_decision_pct']}%" for name in ("reference", "datatrove")
+                if "all_four" in agree.get(name, {})]
+        if same:
+            rows.append([f"same keep/drop decisions as ({agree['docs']:,} docs)", ", ".join(same), "", ""])
+    if extract := _ok(results, "extract"):
+        best = max(extract["extractors"].items(), key=lambda kv: kv[1]["token"]["f1"])
+        rows.append([f"HTML main-text extraction ({extract['pages']} benchmark pages)",
+                     f"token F1 {best[1]['token']['f1']:.3f} ({best[0]})", "", ""])
+    if train := _ok(results, "train"):
+        rows.append(["BERT MLM steps: Ray Train vs the plain PyTorch loop",
+                     f"steady-state overhead {train['overhead']:+.0%}, fixed start-up "
+                     f"{_num(train['ray_fixed_startup_s'])} s", "", ""])
+    return rows
+
+
+def _scaling_claims(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for job in results["scaling"]["jobs"]:
+        points = sorted(job["points"], key=lambda p: p["cpus"])
+        if len(points) > 1:
+            last = points[-1]
+            rows.append([f"`{job['name']}` job through the runner, 1 -> {last['cpus']} CPUs",
+                         f"{_num(last['mb_per_s']['median'])} MB/s, efficiency {_num(last.get('efficiency'))}", "", ""])
+    return rows
+
+
 def update_readme(readme: Path, text: str) -> None:
     content = readme.read_text()
     if BEGIN not in content or END not in content:
@@ -181,11 +258,16 @@ def main() -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("--readme", type=Path, help="replace the bench block of this file with the tables")
     args = parser.parse_args()
-    text = render(json.loads(args.results.read_text()))
+    results = json.loads(args.results.read_text())
     if args.readme:
-        update_readme(args.readme, text)
+        tables = args.results.with_name("results.md")
+        try:
+            tables = tables.resolve().relative_to(args.readme.resolve().parent)
+        except ValueError:
+            pass
+        update_readme(args.readme, headline(results, str(tables)))
     else:
-        print(text)
+        print(render(results))
 
 
 if __name__ == "__main__":

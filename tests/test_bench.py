@@ -102,3 +102,12 @@ def test_quick_bench_writes_results_plots_and_table(tmp_path):
     table = (out / "results.md").read_text()
     assert "### Stages, one core each" in table and "### Against peers" in table
     assert not (out / "work").exists()
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- bench:begin -->\nold\n<!-- bench:end -->\ntail\n")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.table", str(out / "results.json"), "--readme",
+                           str(readme)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    block = readme.read_text()
+    assert "old" not in block and block.endswith("<!-- bench:end -->\ntail\n")
+    assert "| MinHash signatures, one core each |" in block and "bench/results.md" in block
