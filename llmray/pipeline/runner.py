@@ -162,10 +162,6 @@ def _prepare_output(out: Path, spec: JobSpec, overwrite: bool) -> None:
 
 def _run_segment(plan: SegmentPlan, chunks: list[Chunk], progress: bool, label: str) -> dict[str, Any]:
     """Run every chunk not yet marked complete; return the segment's summed counts."""
-    import ray
-
-    from llmray import cluster
-
     total = st.new_counts()
     todo = []
     for chunk in chunks:
@@ -180,11 +176,10 @@ def _run_segment(plan: SegmentPlan, chunks: list[Chunk], progress: bool, label: 
 
         items = [{"chunk": dataclasses.asdict(c)} for c in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        if _needs_actor(plan):
-            ds = ds.map(_ChunkTask, fn_constructor_args=(plan,), num_cpus=1,
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster.cpu_count()))
-        else:
-            ds = ds.map(_run_one, fn_args=(plan,), num_cpus=1)
+        # The one map below is the whole plan: Ray Data's per-operator reservation (half the CPUs
+        # kept for the input operator) would otherwise cap it at half the cluster. This dataset only.
+        ds.context.op_resource_reservation_enabled = False
+        ds = ds.map(_run_one, fn_args=(plan,), num_cpus=1)
         for row in ds.iter_rows():
             counts = json.loads(row["counts"])
             st.merge(total, counts)
@@ -192,19 +187,6 @@ def _run_segment(plan: SegmentPlan, chunks: list[Chunk], progress: bool, label: 
             bar.set_postfix_str(f"{total['docs_out']:,} kept / {total['docs_in']:,} read", refresh=False)
     bar.close()
     return total
-
-
-def _needs_actor(plan: SegmentPlan) -> bool:
-    """Ops with heavy set-up (models) run in long-lived actors so the model loads once per worker."""
-    return any(type(op).setup is not Op.setup for op in plan.ops)
-
-
-class _ChunkTask:
-    def __init__(self, plan: SegmentPlan):
-        self.plan = plan
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        return _run_one(row, self.plan)
 
 
 def _run_one(row: dict[str, Any], plan: SegmentPlan) -> dict[str, Any]:

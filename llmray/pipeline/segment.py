@@ -51,7 +51,8 @@ _SET_UP: dict[int, list[Op]] = {}
 
 
 def _ready_ops(plan: SegmentPlan) -> list[Op]:
-    """Ops with ``setup()`` done, once per worker process and segment (models load once)."""
+    """Ops with ``setup()`` done, once per worker process and segment: Ray reuses a worker process
+    for task after task, so a model loads once per worker."""
     key = plan.index
     if key not in _SET_UP or [o.params() for o in _SET_UP[key]] != [o.params() for o in plan.ops]:
         for op in plan.ops:
