@@ -174,15 +174,26 @@ def headline(results: dict[str, Any], full_tables: str) -> str:
     lines = [f"From `{' '.join(results['command'])}` ({results['mode']} mode, {s['repeats']} repeat(s), medians) "
              f"on {results['created'][:10]}; every table of that run: `{full_tables}`.", "",
              f"Machine: {machine_line(results)}.", ""]
-    rows = [[_task(r["task"]), f"{_num(r['llmray'])} MB/s per core", f"{r['peer']} {_num(r['peer_value'])}",
-             f"**{_num(r['ratio'])}x**"] for r in results["ratios"]]
+    rows = [[_task(r["task"]), f"{_num(r['llmray'])} MB/s per core" + _f1(r, "llmray"),
+             f"{r['peer']} {_num(r['peer_value'])}" + _f1(r, "peer"),
+             f"**{_num(r['ratio'])}x**"] for r in sorted(results["ratios"], key=lambda r: list(TASKS).index(r["task"])
+                                                         if r["task"] in TASKS else len(TASKS))]
     rows += _dedup_claims(results) + _part_claims(results) + _scaling_claims(results)
     return "\n".join(lines + _table(["what", "llmray", "peer, same run", "ratio"], rows))
 
 
+#: Peer tasks in the order the headline shows them, with their labels.
+TASKS = {"signatures": "MinHash signatures, one core each",
+         "neardup": "near-duplicate removal (signatures to kept ids), one core each",
+         "filters": "Gopher + C4 + FineWeb quality filters, one core each"}
+
+
+def _f1(ratio: dict[str, Any], side: str) -> str:
+    return f", removal F1 {ratio['removal_f1'][side]:.3f}" if "removal_f1" in ratio else ""
+
+
 def _task(name: str) -> str:
-    return {"signatures": "MinHash signatures, one core each", "neardup": "near-duplicate removal, one core each",
-            "filters": "Gopher + C4 + FineWeb quality filters, one core each"}.get(name, name)
+    return TASKS.get(name, name)
 
 
 def _ok(results: dict[str, Any], part: str) -> dict[str, Any] | None:
@@ -228,9 +239,14 @@ def _part_claims(results: dict[str, Any]) -> list[list[str]]:
                      f"token F1 {best[1]['token']['f1']:.3f} ({best[0]})", "", ""])
     if train := _ok(results, "train"):
         rows.append(["BERT MLM steps: Ray Train vs the plain PyTorch loop",
-                     f"steady-state overhead {train['overhead']:+.0%}, fixed start-up "
+                     f"steady-state overhead {_percent(train['overhead'])}, fixed start-up "
                      f"{_num(train['ray_fixed_startup_s'])} s", "", ""])
     return rows
+
+
+def _percent(fraction: float) -> str:
+    points = round(fraction * 100)
+    return f"{points:+d}%" if points else "0%"
 
 
 def _scaling_claims(results: dict[str, Any]) -> list[list[str]]:
