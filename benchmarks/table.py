@@ -174,10 +174,7 @@ def headline(results: dict[str, Any], full_tables: str) -> str:
     lines = [f"From `{' '.join(results['command'])}` ({results['mode']} mode, {s['repeats']} repeat(s), medians) "
              f"on {results['created'][:10]}; every table of that run: `{full_tables}`.", "",
              f"Machine: {machine_line(results)}.", ""]
-    rows = [[_task(r["task"]), f"{_num(r['llmray'])} MB/s per core" + _f1(r, "llmray"),
-             f"{r['peer']} {_num(r['peer_value'])}" + _f1(r, "peer"),
-             f"**{_num(r['ratio'])}x**"] for r in sorted(results["ratios"], key=lambda r: list(TASKS).index(r["task"])
-                                                         if r["task"] in TASKS else len(TASKS))]
+    rows = _peer_claims(results)
     rows += _dedup_claims(results) + _part_claims(results) + _scaling_claims(results)
     return "\n".join(lines + _table(["what", "llmray", "peer, same run", "ratio"], rows))
 
@@ -192,8 +189,14 @@ def _f1(ratio: dict[str, Any], side: str) -> str:
     return f", removal F1 {ratio['removal_f1'][side]:.3f}" if "removal_f1" in ratio else ""
 
 
-def _task(name: str) -> str:
-    return TASKS.get(name, name)
+def _peer_claims(results: dict[str, Any]) -> list[list[str]]:
+    """One row per (task, peer) ratio of the run, tasks in the order of ``TASKS``."""
+    order = [*TASKS, None]
+    rows = []
+    for r in sorted(results["ratios"], key=lambda r: order.index(r["task"] if r["task"] in TASKS else None)):
+        rows.append([TASKS.get(r["task"], r["task"]), f"{_num(r['llmray'])} MB/s per core" + _f1(r, "llmray"),
+                     f"{r['peer']} {_num(r['peer_value'])}" + _f1(r, "peer"), f"**{_num(r['ratio'])}x**"])
+    return rows
 
 
 def _ok(results: dict[str, Any], part: str) -> dict[str, Any] | None:

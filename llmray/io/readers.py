@@ -338,7 +338,7 @@ def _read_parquet(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator
             return
         columns = [c for c in dict.fromkeys([spec.text_field, spec.id_field, *spec.keep_fields]) if c in names]
         first_row = 1
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=False):
             yield from out.emit(_parquet_batch(pa.Table.from_batches([batch]), first_row, spec, out, limit))
             first_row += batch.num_rows
 

@@ -61,7 +61,7 @@ def _pass_through(path: str, ctx_output: str, index: int) -> None:
 
 def _texts(path: str) -> Iterator[pa.Array]:
     """The text column of one parquet file, batch by batch."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_DOCS, columns=[TEXT]):
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_DOCS, columns=[TEXT], use_threads=False):
         yield batch.column(0)
 
 

@@ -121,7 +121,7 @@ def _batches(chunk: Chunk, plan: SegmentPlan) -> Iterator[ReadBatch]:
     if plan.inputs is not None:
         yield from read_chunk(chunk, plan.inputs[chunk.input_index])
         return
-    for batch in pq.ParquetFile(chunk.url).iter_batches(batch_size=8192):
+    for batch in pq.ParquetFile(chunk.url).iter_batches(batch_size=8192, use_threads=False):
         yield ReadBatch(pa.Table.from_batches([batch]), [], [])
 
 
