@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_job(args.job)
     if args.input:
-        spec.inputs = inputs_from_paths(args.input, spec.inputs[0])
+        spec.inputs = inputs_from_paths(args.input, spec)
     if args.output:
         spec.output = dataclasses.replace(spec.output, path=args.output)
     stats = run_job(spec, RunOptions(address=args.address, num_cpus=args.num_cpus,
@@ -72,24 +72,42 @@ def _add_ops(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from llmray.ops.base import Filter, GlobalOp, registry
+    from llmray import ops as steps
+    from llmray.ops.base import kind_of
+    from llmray.params import fields, unknown
 
-    ops = registry()
+    ops = steps.available()
     if args.name and args.name not in ops:
-        raise UserError(f"unknown step {args.name!r} (known: {', '.join(sorted(ops))})")
+        raise UserError(f"{args.name}: {unknown(args.name, ops, 'step')}")
     for name in [args.name] if args.name else sorted(ops):
         cls = ops[name]
-        kind = "filter" if issubclass(cls, Filter) else "global" if issubclass(cls, GlobalOp) else "map"
+        kind = "map or filter" if cls is steps.PythonStep else kind_of(cls)
         print(f"{name}  [{kind}]  {cls.summary}")
-        for field in dataclasses.fields(cls):
-            if field.init:
-                default = field.default if field.default is not dataclasses.MISSING else (
-                    field.default_factory() if field.default_factory is not dataclasses.MISSING else "required")
-                print(f"    {field.name}: {json.dumps(default, default=str)}")
+        for field in fields(cls).values():
+            default = field.default if field.default is not dataclasses.MISSING else (
+                field.default_factory() if field.default_factory is not dataclasses.MISSING else "required")
+            print(f"    {field.name}: {json.dumps(default, default=str)}")
         if getattr(cls, "reasons", ()):
             print("    drop reasons: " + ", ".join(f"{name}.{r}" for r in cls.reasons))
         if args.name and cls.__doc__:
             print(textwrap.indent(textwrap.dedent(cls.__doc__).strip(), "    "))
+    return 0
+
+
+def _add_schema(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("schema", help="print the JSON Schema of job files (for editors)",
+                       description="Print the JSON Schema of data job files, or of train job files with "
+                                   "--train; point your editor's YAML support at it.")
+    p.add_argument("--train", action="store_true", help="the schema of train job files")
+    p.set_defaults(func=cmd_schema)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.train:
+        from llmray.train.config import json_schema
+    else:
+        from llmray.config import json_schema
+    print(json.dumps(json_schema(), indent=1, default=str))
     return 0
 
 
@@ -104,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(sub)
     _add_ops(sub)
+    _add_schema(sub)
     from llmray import bench, jobs
     from llmray.train import commands as train_commands
 
@@ -119,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"llmray: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"llmray: error: {line}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("llmray: interrupted; run the same command again to resume", file=sys.stderr)

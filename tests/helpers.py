@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+
+from llmray.ops.base import KEEP
 
 ENGLISH = (
     "The committee met on Tuesday to review the annual budget and the plans for the new library. "
@@ -28,6 +31,17 @@ def write_jsonl(path: Path, records: list[dict | str]) -> Path:
     return path
 
 
-def job(input_path: Path | str, out: Path, steps: list | None = None, **output) -> dict:
-    return {"input": {"paths": [str(input_path)]}, "steps": steps or [],
-            "output": {"path": str(out), **output}}
+def job(input_path: Path | str, out: Path, steps: list | None = None, chunk_mb: float | None = None,
+        **output) -> dict:
+    """A job mapping; ``chunk_mb`` small cuts even a small input into many units (one per file)."""
+    source = {"paths": [str(input_path)], **({"chunk_mb": chunk_mb} if chunk_mb else {})}
+    return {"input": source, "steps": steps or [], "output": {"path": str(out), **output}}
+
+
+def split_map(step, batch: pa.Table):
+    """A map step's (rewritten rows kept, input rows dropped, their reason codes), as the runner sees it."""
+    out, codes = step.map_rows(batch)
+    if codes is None:
+        return out, batch.slice(0, 0), np.empty(0, np.int16)
+    keep = codes == KEEP
+    return out.filter(pa.array(keep)), batch.filter(pa.array(~keep)), codes[~keep]

@@ -57,14 +57,14 @@ def corpus(tmp_path):
 def test_two_nodes_both_work_and_match_a_single_node_run(ray_session, corpus, tmp_path):
     spread = tmp_path / "two-nodes"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "LLMRAY_CONNECT_TIMEOUT": "10"}
-    done = subprocess.run([sys.executable, "-c", TWO_NODES, json.dumps(job(corpus, spread, STEPS))],
+    done = subprocess.run([sys.executable, "-c", TWO_NODES, json.dumps(job(corpus, spread, STEPS, chunk_mb=0.001))],
                           capture_output=True, text=True, timeout=150, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ray_nodes"] == 2
     assert result["nodes"] == 2, "every chunk ran on one node"
     single = tmp_path / "one-node"
-    stats = run_job(parse_job(job(corpus, single, STEPS)), RunOptions(progress=False))
+    stats = run_job(parse_job(job(corpus, single, STEPS, chunk_mb=0.001)), RunOptions(progress=False))
     assert stats["nodes"] == 1
     assert result["docs_out"] == stats["docs_out"] == 8 * 15
     assert kept_ids(spread) == kept_ids(single)

@@ -11,11 +11,11 @@ Edges travel packed as ``larger << 32 | smaller`` document number.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from llmray.dedup import shuffle
+from llmray.dedup.layout import Shared
+from llmray.io import exchange
 from llmray.kernels.minhash import estimate_jaccard
 
 
@@ -41,50 +41,50 @@ def bucket_edges(rows: np.ndarray) -> np.ndarray:
     return np.unique(shuffle.pack(np.maximum(a, b), np.minimum(a, b)))
 
 
-def bucket_partition(n_out: int, route_starts: np.ndarray | None, *parts: np.ndarray) -> tuple[Any, ...]:
-    """Task body: band rows of one partition -> (edge count, edges for output part 0..n_out-1).
-
-    Edges go to ``larger % n_out`` (the components' partitioning), or, when ``route_starts`` gives
-    the first document of each verify group, to the group of the larger document.
-    """
-    edges = bucket_edges(shuffle.concat(parts, width=3))
+def bucket_partition(shared: Shared, p: int) -> int:
+    """Task: band rows of partition p -> edges, sent to the components' partition of their larger
+    document (or, when verifying, to the verify group of their larger document)."""
+    edges = bucket_edges(shared.sidecar_rows("bands", p))
     larger, _ = shuffle.unpack(edges)
-    if route_starts is None:
-        part = larger % n_out
+    groups = shared.options.get("verify_starts")
+    if groups is None:
+        shared.write("buckets", p, exchange.split(edges, larger % shared.parts, shared.parts))
     else:
-        part = np.searchsorted(route_starts, larger, side="right") - 1
-    return (len(edges), *shuffle.split(edges, part, n_out))
+        part = np.searchsorted(groups, larger, side="right") - 1
+        shared.write("buckets", p, exchange.split(edges, part, len(groups)))
+    return len(edges)
 
 
-def gather_signatures(group_start: int, n_out: int, route_starts: np.ndarray, n_edge_parts: int,
-                      *parts: np.ndarray) -> tuple[Any, ...]:
-    """Verify step 1, per group: attach the larger document's signature to each of its edges.
+def _group_signatures(shared: Shared, g: int) -> tuple[int, np.ndarray]:
+    """(first document, signatures of every document) of verify group g's units."""
+    units = shared.options["verify_groups"][g]
+    sigs = [exchange.read_parts(shared.work, f"{shared.sides[u]}.sig", 0) for u in units]
+    return int(shared.starts[units[0]]), np.concatenate(sigs)
 
-    The first ``n_edge_parts`` varargs are edge parts, the rest the group's signature blocks in
-    document order. Output: (unique edges, then (edges, their signatures) for each group of the
-    smaller document).
-    """
-    edges = np.unique(shuffle.concat(parts[:n_edge_parts]))
-    sig = np.concatenate(parts[n_edge_parts:])
+
+def gather_signatures(shared: Shared, g: int) -> int:
+    """Verify task 1, per group: attach the larger document's signature to each of its edges and
+    send (edge, signature) rows to the group of the smaller document."""
+    groups = shared.options["verify_starts"]
+    edges = np.unique(shared.gather("buckets", shared.parts, g))
+    first, sig = _group_signatures(shared, g)
     larger, smaller = shuffle.unpack(edges)
-    part = np.searchsorted(route_starts, smaller, side="right") - 1
-    split_edges = shuffle.split(edges, part, n_out)
-    split_rows = shuffle.split(sig[larger - group_start], part, n_out)
-    return (len(edges), *zip(split_edges, split_rows, strict=True))
+    rows = np.concatenate([edges.view(np.uint32).reshape(-1, 2), sig[larger - first]], axis=1)
+    part = np.searchsorted(groups, smaller, side="right") - 1
+    shared.write("gather", g, exchange.split(rows, part, len(groups)))
+    return len(edges)
 
 
-def check_edges(group_start: int, threshold: float, n_out: int, n_inputs: int, *parts: Any) -> tuple[Any, ...]:
-    """Verify step 2, per group: keep edges whose estimated Jaccard reaches the threshold.
-
-    The first ``n_inputs`` varargs are (edges, signatures) pairs, the rest the group's signature
-    blocks. Output: (edges kept, kept edges for components part 0..n_out-1).
-    """
-    pairs = [p for p in parts[:n_inputs] if len(p[0])]
-    sig = np.concatenate(parts[n_inputs:])
-    if not pairs:
-        return (0, *shuffle.split(np.empty(0, np.uint64), np.empty(0, np.int64), n_out))
-    edges = np.concatenate([p[0] for p in pairs])
-    other = np.concatenate([p[1] for p in pairs])
-    larger, smaller = shuffle.unpack(edges)
-    kept = edges[estimate_jaccard(other, sig[smaller - group_start]) >= threshold]
-    return (len(kept), *shuffle.split(kept, (kept >> np.uint64(32)) % np.uint64(n_out), n_out))
+def check_edges(shared: Shared, g: int) -> int:
+    """Verify task 2, per group: keep the edges whose estimated Jaccard reaches the threshold, sent
+    to the components' partition of their larger document."""
+    groups = shared.options["verify_starts"]
+    num_perm = shared.options["num_perm"]
+    rows = shared.gather("gather", len(groups), g, dtype=np.uint32, shape=(2 + num_perm,))
+    first, sig = _group_signatures(shared, g)
+    edges = np.ascontiguousarray(rows[:, :2]).view(np.uint64).ravel()
+    _, smaller = shuffle.unpack(edges)
+    kept = edges[estimate_jaccard(rows[:, 2:], sig[smaller - first]) >= shared.options["threshold"]]
+    larger, _ = shuffle.unpack(kept)
+    shared.write("checked", g, exchange.split(kept, larger % shared.parts, shared.parts))
+    return len(kept)

@@ -11,55 +11,40 @@ Two ways, with the same result:
   component, centered on its smallest node, in O(log^2 n) steps (a handful on dedup graphs). A task
   holds only its partition of the edges.
 
-Edges are packed ``larger << 32 | smaller`` (see :mod:`buckets`); results are (document, root) rows.
+Edges are packed ``larger << 32 | smaller`` (see :mod:`buckets`); results are (document, root) rows
+sent to the unit of the document (``components/<p>``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from numba import njit
 
 from llmray.dedup import shuffle
-from llmray.dedup.units import unit_of
+from llmray.dedup.layout import Shared
+from llmray.dedup.shuffle import unit_of
+from llmray.io import exchange
+from llmray.kernels.graph import union_find_min
 
 
-@njit(cache=True, nogil=True)
-def _union_find_min(n, a, b):
-    """Root of each of ``n`` nodes after joining ``a[i]`` with ``b[i]``: its component's smallest node."""
-    parent = np.arange(n)
-    for i in range(a.shape[0]):
-        x, y = a[i], b[i]
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        while parent[y] != y:
-            parent[y] = parent[parent[y]]
-            y = parent[y]
-        if x < y:
-            parent[y] = x
-        elif y < x:
-            parent[x] = y
-    for i in range(n):
-        parent[i] = parent[parent[i]]
-    return parent
-
-
-def _route_pairs(docs: np.ndarray, roots: np.ndarray, unit_starts: np.ndarray) -> list[np.ndarray]:
+def _route_pairs(docs: np.ndarray, roots: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
     """(document, root) rows, one array per unit of the document."""
     rows = np.stack([docs, roots], axis=1).astype(np.int64)
-    return shuffle.split(rows, unit_of(docs, unit_starts), len(unit_starts))
+    return exchange.split(rows, unit_of(docs, starts), len(starts))
 
 
-def local_components(unit_starts: np.ndarray, *parts: np.ndarray) -> tuple[Any, ...]:
-    """Task body for a small graph: (edge count, (document, root) rows per unit)."""
-    edges = np.unique(shuffle.concat(parts))
+def route_pairs(docs: np.ndarray, roots: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+    return _route_pairs(docs, roots, starts)
+
+
+def local_components(shared: Shared, stage: str, senders: int) -> int:
+    """Task for a small graph: every edge in one union-find; returns the number of unique edges."""
+    edges = np.unique(shared.gather(stage, senders, 0, shared.parts))
     larger, smaller = shuffle.unpack(edges)
     nodes, inverse = np.unique(np.concatenate([larger, smaller]), return_inverse=True)
     n = len(edges)
-    roots = nodes[_union_find_min(len(nodes), inverse[:n], inverse[n:])]
-    return (n, *_route_pairs(nodes, roots, unit_starts))
+    roots = nodes[union_find_min(len(nodes), inverse[:n], inverse[n:])]
+    shared.write("components", 0, _route_pairs(nodes, roots, shared.starts))
+    return n
 
 
 def _groups(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -71,38 +56,37 @@ def _groups(edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     return src, dst, first, starts
 
 
-def small_star(n_out: int, *parts: np.ndarray) -> tuple[Any, ...]:
-    """Step body over edges keyed by their larger end: link each node and its smaller neighbours to
-    the smallest of them. Output: (changes and edges seen, both directions of each new edge per part)."""
-    edges = np.unique(shuffle.concat(parts))
+def star_step(shared: Shared, source: str, senders: int, target: str, large: bool, p: int) -> dict[str, int]:
+    """Task: one large-star or small-star step over partition p of the edges in ``source``.
+
+    Small-star (edges keyed by their larger end): link each node and its smaller neighbours to the
+    smallest of them. Large-star (keyed by either end): link each node's larger neighbours to the
+    smallest node of its neighbourhood. Returns the changes made and the edges seen.
+    """
+    edges = np.unique(shared.gather(source, senders, p))
     node, neighbour, smallest, leader = _groups(edges)
-    # Each non-smallest neighbour moves to the smallest; the node keeps one edge, to the smallest.
-    a = np.where(leader, node, neighbour)
-    both = np.concatenate([shuffle.pack(a, smallest), shuffle.pack(smallest, a)])
-    source = both >> np.uint64(32)
-    summary = {"changes": int((~leader).sum()), "edges": len(edges)}
-    return (summary, *shuffle.split(both, source % np.uint64(n_out), n_out))
+    n = shared.parts
+    if large:
+        smallest = np.minimum(node, smallest)
+        larger = neighbour > node
+        out = shuffle.pack(neighbour[larger], smallest[larger])
+        changes = int((smallest[larger] != node[larger]).sum())
+        shared.write(target, p, exchange.split(out, neighbour[larger] % n, n))
+    else:
+        # Each non-smallest neighbour moves to the smallest; the node keeps one edge, to the smallest.
+        a = np.where(leader, node, neighbour)
+        both = np.concatenate([shuffle.pack(a, smallest), shuffle.pack(smallest, a)])
+        changes = int((~leader).sum())
+        shared.write(target, p, exchange.split(both, (both >> np.uint64(32)) % np.uint64(n), n))
+    return {"changes": changes, "edges": len(edges)}
 
 
-def large_star(n_out: int, *parts: np.ndarray) -> tuple[Any, ...]:
-    """Step body over edges keyed by either end: link each node's larger neighbours to the smallest
-    node of its neighbourhood. Output: (changes and edges seen, new edges keyed by their larger end)."""
-    edges = np.unique(shuffle.concat(parts))
-    node, neighbour, smallest, _ = _groups(edges)
-    smallest = np.minimum(node, smallest)
-    larger = neighbour > node
-    out = shuffle.pack(neighbour[larger], smallest[larger])
-    summary = {"changes": int((smallest[larger] != node[larger]).sum()), "edges": len(edges)}
-    return (summary, *shuffle.split(out, neighbour[larger] % n_out, n_out))
-
-
-def star_pairs(unit_starts: np.ndarray, *parts: np.ndarray) -> tuple[Any, ...]:
-    """After convergence (every edge joins a node to its root): (edge count, rows per unit)."""
-    edges = shuffle.concat(parts)
+def star_pairs(shared: Shared, source: str, p: int) -> int:
+    """Task after convergence (every edge joins a node to its root): (document, root) rows."""
+    edges = shared.gather(source, shared.parts, p)
     a, b = shuffle.unpack(edges)
     leaf, root = np.maximum(a, b), np.minimum(a, b)
-    docs = np.concatenate([leaf, root])
-    roots = np.concatenate([root, root])
-    keep = np.unique(shuffle.pack(docs, roots))
+    keep = np.unique(shuffle.pack(np.concatenate([leaf, root]), np.concatenate([root, root])))
     docs, roots = shuffle.unpack(keep)
-    return (len(edges), *_route_pairs(docs, roots, unit_starts))
+    shared.write("components", p, _route_pairs(docs, roots, shared.starts))
+    return len(edges)

@@ -1,34 +1,49 @@
 """Exact duplicates: documents whose 128-bit hash (of the raw text, or of its normalized words)
-is equal. Hashes are exchanged by partition and grouped with one sort per partition."""
+is equal. Hashes are gathered as the segment before writes its data, exchanged by partition and
+grouped with one sort per partition."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from llmray.dedup import shuffle
-from llmray.dedup.units import Unit, unit_of
+from llmray.io import exchange
+from llmray.io.storage import Storage
 from llmray.kernels import minhash
-from llmray.ops.base import TEXT
-from llmray.pipeline.stats import text_bytes
+from llmray.schema import TEXT
+
+#: Bytes per row in the hash exchange (two hash lanes, document).
+HASH_ROW_BYTES = 24
 
 
-def hash_unit(unit: Unit, normalize: bool, n_out: int) -> tuple[Any, ...]:
-    """Task body: (text bytes, rows of (hash high, hash low, document) per partition)."""
-    hashes, size = [], 0
-    for table in unit.read([TEXT]):
-        hashes.append(minhash.text_hashes(table.column(TEXT), normalize))
-        size += text_bytes(table)
-    h = np.concatenate(hashes) if hashes else np.zeros((0, 2), np.uint64)
-    docs = np.arange(unit.start, unit.start + len(h), dtype=np.uint64)
-    rows = np.concatenate([h, docs[:, None]], axis=1)
-    return (size, *shuffle.split(rows, shuffle.hash_part(rows[:, 0], n_out), n_out))
+class HashSidecar:
+    """(hash high, hash low, row) of a unit's documents, cut into ``fine`` parts by hash."""
+
+    def __init__(self, normalize: bool, fine: int):
+        self.normalize, self.fine = normalize, fine
+        self.rows: list[np.ndarray] = []
+        self.docs = 0
+
+    def add(self, table: pa.Table, first_row: int) -> None:
+        if table.num_rows == 0:
+            return
+        hashes = minhash.text_hashes(table.column(TEXT), self.normalize)
+        rows = np.arange(first_row, first_row + len(hashes), dtype=np.uint64)
+        self.rows.append(np.concatenate([hashes, rows[:, None]], axis=1))
+        self.docs += len(hashes)
+
+    def close(self, work: Storage, name: str) -> dict[str, Any]:
+        rows = np.concatenate(self.rows) if self.rows else np.empty((0, 3), np.uint64)
+        exchange.write_parts(work, f"{name}.hashes",
+                             exchange.split(rows, exchange.hash_part(rows[:, 0], self.fine), self.fine))
+        return {"path": name, "docs": self.docs}
 
 
-def group_partition(unit_starts: np.ndarray, *parts: np.ndarray) -> tuple[Any, ...]:
-    """Task body: runs of equal hashes -> (documents in groups, (document, root) rows per unit)."""
-    rows = shuffle.concat(parts, width=3)
+def group_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of (hash high, hash low, document) -> (document, root) of every document whose hash
+    another document shares; the root (the group's smallest document) only names the group."""
     order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
     rows = rows[order]
     same = (rows[1:, 0] == rows[:-1, 0]) & (rows[1:, 1] == rows[:-1, 1])
@@ -38,5 +53,5 @@ def group_partition(unit_starts: np.ndarray, *parts: np.ndarray) -> tuple[Any, .
     grouped = sizes[group] > 1
     docs = rows[grouped, 2].astype(np.int64)
     roots = rows[np.flatnonzero(starts)[group], 2][grouped].astype(np.int64)
-    pairs = np.stack([docs, roots], axis=1)
-    return (len(docs), *shuffle.split(pairs, unit_of(docs, unit_starts), len(unit_starts)))
+    return docs, roots
+

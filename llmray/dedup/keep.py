@@ -1,7 +1,9 @@
-"""One document per duplicate group by the keep rule, then the kept and dropped rows written per unit.
+"""One document per duplicate group by the keep rule; the decision is which rows of each unit go.
 
-Groups arrive as (document, root) rows; the root only names the group. The keeper is chosen by the
-rule, not by document number, so the kept ids depend on the data and the rule alone:
+Groups arrive as (document, root) rows; the root only names the group. Documents that an earlier
+step of the same group already drops take no part (so ``exact_dedup`` then ``minhash_dedup`` means
+what it says even though both look at the same data). The keeper is chosen by the rule, not by
+document number, so the kept ids depend on the data and the rule alone:
 
 * ``smallest_id``: the smallest ``id`` (string order);
 * ``max:<column>``: the largest value of a numeric column (nulls lowest), ties by smallest ``id``.
@@ -10,19 +12,17 @@ rule, not by document number, so the kept ids depend on the data and the rule al
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
-from typing import Any
+import io
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from llmray.dedup import shuffle
-from llmray.dedup.units import Unit, unit_of
-from llmray.io.writers import ShardWriter
-from llmray.ops.base import ID
-from llmray.pipeline.stats import text_bytes
+from llmray.dedup.layout import Shared
+from llmray.dedup.shuffle import unit_of
+from llmray.io import exchange
+from llmray.schema import DUPLICATE_OF, ID
 
 _ROOT, _DOC, _VALUE = "root", "doc", "value"
 
@@ -53,77 +53,74 @@ class KeepRule:
             raise ValueError(f"keep: max:{self.column}: the column is {kind}, not numeric")
 
 
-def rank_unit(unit: Unit, rule: KeepRule, n_out: int, *parts: np.ndarray) -> tuple[Any, ...]:
-    """Task body: attach id (and rule value) to the unit's grouped documents.
+def _unit_columns(shared: Shared, unit: int, columns: list[str]) -> pa.Table:
+    """Columns of every row of a unit, read from the shards its marker lists."""
+    marker = shared.output.get_json(shared.markers[unit])
+    store = shared.output if marker["shards"]["store"] == "output" else shared.work
+    tables = []
+    for shard in marker["shards"]["files"]:
+        with store.open_read(shard["path"]) as f:
+            tables.append(pq.read_table(f, columns=columns, use_threads=False))
+    return pa.concat_tables(tables) if tables else pa.table({c: pa.array([], pa.string()) for c in columns})
 
-    Output: (rows, then tables of root, doc, id[, value] per partition of the root).
-    """
-    pairs = shuffle.concat(parts, dtype=np.int64, width=2)
+
+def rank_unit(shared: Shared, unit: int) -> int:
+    """Task: the unit's grouped documents with id (and the rule's value), sent by group root."""
+    rule: KeepRule = shared.options["rule"]
+    pairs = shared.gather("components", shared.options["component_senders"], unit, shape=(2,), dtype=np.int64)
     docs, first = np.unique(pairs[:, 0], return_index=True)
     roots = pairs[first, 1]
-    columns = [ID] + ([rule.column] if rule.column else [])
-    table = pa.concat_tables(list(unit.read(columns))) if len(docs) else None
     out = pa.table({_ROOT: roots, _DOC: docs})
-    if table is not None:
-        local = pa.array(docs - unit.start)
-        out = out.append_column(ID, table.column(ID).take(local).cast(pa.string()))
+    columns = [ID] + ([rule.column] if rule.column else [])
+    if len(docs):
+        rows = docs - int(shared.starts[unit])
+        table = _unit_columns(shared, unit, columns).take(pa.array(rows))
+        eligible = ~np.isin(rows, shared.earlier_drops(unit))
+        out = out.append_column(ID, table.column(ID).cast(pa.string()))
         if rule.column:
-            out = out.append_column(_VALUE, table.column(rule.column).take(local).cast(pa.float64()))
+            out = out.append_column(_VALUE, table.column(rule.column).cast(pa.float64()))
+        out = out.filter(pa.array(eligible))
     else:
         out = out.append_column(ID, pa.array([], pa.string()))
         if rule.column:
             out = out.append_column(_VALUE, pa.array([], pa.float64()))
-    return (len(docs), *shuffle.split_table(out, roots % n_out, n_out))
+    roots = out.column(_ROOT).to_numpy()
+    shared.write("rank", unit, exchange.split_table(out, roots % shared.parts, shared.parts))
+    return out.num_rows
 
 
-def choose_keepers(rule: KeepRule, unit_starts: np.ndarray, clusters_file: str | None,
-                   *parts: pa.Table) -> tuple[Any, ...]:
-    """Task body over groups of one partition: pick each group's keeper.
-
-    Output: (summary, dropped document numbers per unit). With ``clusters_file``, also writes
-    (id, cluster_id = the keeper's id, cluster_size) for every grouped document there.
-    """
-    table = pa.concat_tables([p for p in parts if p.num_rows] or [parts[0]])
+def choose_keepers(shared: Shared, part: int) -> dict[str, int]:
+    """Task over the groups of one partition: pick each group's keeper; the others are the decision,
+    sent to their unit as (row, id kept in their place). With ``clusters``, also writes (id,
+    cluster_id = the keeper's id, cluster_size) of every grouped document to the output."""
+    rule: KeepRule = shared.options["rule"]
+    table = exchange.gather_tables(shared.work, shared.senders("rank", shared.units), part)
+    if table is None or table.num_rows == 0:
+        empty = pa.table({"row": pa.array([], pa.int64()), DUPLICATE_OF: pa.array([], pa.string())})
+        shared.write("decision", part, [empty] * shared.units)
+        return {"groups": 0, "largest": 0, "dropped": 0}
     order = [(_ROOT, "ascending")] + ([(_VALUE, "descending")] if rule.column else []) + [(ID, "ascending")]
     table = table.sort_by(order)
     roots = table.column(_ROOT).to_numpy()
     docs = table.column(_DOC).to_numpy()
-    starts = np.r_[True, roots[1:] != roots[:-1]] if len(roots) else np.zeros(0, bool)
+    starts = np.r_[True, roots[1:] != roots[:-1]]
     group = np.cumsum(starts) - 1
-    sizes = np.bincount(group) if len(group) else np.zeros(0, np.int64)
-    dropped = docs[~starts]
-    if clusters_file and table.num_rows:
-        keepers = pc.take(table.column(ID), pa.array(np.flatnonzero(starts)))
-        clusters = pa.table({"id": table.column(ID), "cluster_id": keepers.take(pa.array(group)),
-                             "cluster_size": pa.array(sizes[group], pa.int64())})
-        Path(clusters_file).parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(clusters, clusters_file)
-    summary = {"groups": int(starts.sum()), "largest": int(sizes.max()) if len(sizes) else 0}
-    return (summary, *shuffle.split(dropped, unit_of(dropped, unit_starts), len(unit_starts)))
-
-
-def write_unit(unit: Unit, output_dir: str, rejects_dir: str | None, prefix: str, reason: str,
-               *parts: np.ndarray) -> dict[str, int]:
-    """Task body: copy the unit's rows to ``output_dir``, minus the dropped ones (to ``rejects_dir``)."""
-    dropped = np.unique(shuffle.concat(parts, dtype=np.int64)) - unit.start
-    kept_writer = ShardWriter(Path(output_dir), f"{prefix}-u{unit.index:05d}")
-    rejects = ShardWriter(Path(rejects_dir), f"{prefix}-u{unit.index:05d}") if rejects_dir else None
-    counts = {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0}
-    offset = 0
-    for table in unit.read():
-        drop = np.zeros(table.num_rows, bool)
-        drop[dropped[(dropped >= offset) & (dropped < offset + table.num_rows)] - offset] = True
-        offset += table.num_rows
-        kept = table.filter(pa.array(~drop)) if drop.any() else table
-        counts["docs_in"] += table.num_rows
-        counts["bytes_in"] += text_bytes(table)
-        counts["docs_out"] += kept.num_rows
-        counts["bytes_out"] += text_bytes(kept)
-        kept_writer.write(kept)
-        if rejects is not None and drop.any():
-            gone = table.filter(pa.array(drop))
-            rejects.write(gone.append_column("reason", pa.array([reason] * gone.num_rows, pa.string())))
-    kept_writer.close()
-    if rejects is not None:
-        rejects.close()
-    return counts
+    sizes = np.bincount(group)
+    in_group = sizes[group] > 1
+    keepers = pc.take(table.column(ID), pa.array(np.flatnonzero(starts)[group]))
+    drop = ~starts & in_group
+    dropped_docs = docs[drop]
+    units = unit_of(dropped_docs, shared.starts)
+    decision = pa.table({"row": pa.array(dropped_docs - shared.starts[units]),
+                         DUPLICATE_OF: keepers.filter(pa.array(drop))})
+    shared.write("decision", part, exchange.split_table(decision, units, shared.units))
+    clusters = shared.options.get("clusters")
+    if clusters:
+        grouped = pa.array(in_group)
+        records = pa.table({"id": table.column(ID).filter(grouped), "cluster_id": keepers.filter(grouped),
+                            "cluster_size": pa.array(sizes[group][in_group], pa.int64())})
+        buffer = io.BytesIO()
+        pq.write_table(records, buffer)
+        shared.output.put(f"{clusters}-{part:05d}.parquet", buffer.getvalue())
+    real = sizes[sizes > 1]
+    return {"groups": len(real), "largest": int(real.max()) if len(real) else 0, "dropped": int(drop.sum())}

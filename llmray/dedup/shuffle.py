@@ -1,31 +1,13 @@
-"""Hash partitioning for the exchanges between stages: rows are split into numbered parts."""
+"""Document numbers packed for the exchanges: an edge is two numbers in one uint64."""
 
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 _S32 = np.uint64(32)
 LOW32 = np.uint64(0xFFFFFFFF)
-
-
-def hash_part(keys: np.ndarray, n: int) -> np.ndarray:
-    """Partition of each well-mixed uint64 key, from its high 32 bits (independent of the low ones)."""
-    return ((keys >> _S32) * np.uint64(n)) >> _S32
-
-
-def split(rows: np.ndarray, part: np.ndarray, n: int) -> list[np.ndarray]:
-    """``rows`` (along axis 0) grouped into ``n`` arrays by partition number, order kept within each."""
-    order = np.argsort(part, kind="stable")
-    bounds = np.cumsum(np.bincount(part.astype(np.int64), minlength=n))[:-1]
-    return np.split(rows[order], bounds)
-
-
-def split_table(table: pa.Table, part: np.ndarray, n: int) -> list[pa.Table]:
-    order = np.argsort(part, kind="stable")
-    table = table.take(order)
-    ends = np.cumsum(np.bincount(part.astype(np.int64), minlength=n))
-    return [table.slice(int(a), int(b - a)) for a, b in zip(np.r_[0, ends[:-1]], ends, strict=True)]
+#: Document numbers travel packed two to a uint64.
+MAX_DOCS = 1 << 32
 
 
 def pack(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -43,3 +25,8 @@ def concat(parts: tuple | list, dtype=np.uint64, width: int | None = None) -> np
     if parts:
         return np.concatenate(parts)
     return np.empty((0, width) if width else 0, dtype=dtype)
+
+
+def unit_of(docs: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Index of the unit holding each document number, given the units' first numbers."""
+    return np.searchsorted(starts, docs, side="right") - 1

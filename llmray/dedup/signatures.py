@@ -1,24 +1,23 @@
-"""Per-unit MinHash signatures and LSH band rows, and the choice of bands x rows for a threshold."""
+"""MinHash signatures and LSH band rows of a unit, gathered as the segment before writes its data;
+and the choice of bands x rows for a threshold."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from llmray.dedup import shuffle
-from llmray.dedup.units import Unit
+from llmray.io import exchange
+from llmray.io.storage import Storage
 from llmray.kernels import minhash
-from llmray.ops.base import TEXT
-from llmray.pipeline.stats import text_bytes as text_bytes_of
+from llmray.schema import TEXT
 
 #: Cost of missing a pair at or above the threshold, relative to a candidate below it (see lsh_params).
 FN_WEIGHT = 3.0
+#: Bytes per band row in the bucket exchange (key, signature hash, document).
+BAND_ROW_BYTES = 24
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,52 +63,41 @@ def lsh_params(threshold: float, num_perm: int, fn_weight: float = FN_WEIGHT) ->
     return best[1], best[2]
 
 
-def _fingerprint(unit: Unit, spec: SketchSpec) -> str:
-    stat = os.stat(unit.path)
-    payload = [unit.path, unit.pieces, stat.st_size, stat.st_mtime_ns, spec.num_perm, spec.ngram,
-               spec.chars, spec.seed]
-    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:16]
+class SignatureSidecar:
+    """Band rows (band key, signature hash, row) of a unit's documents, cut into ``fine`` parts by
+    key; with ``keep_signatures`` also the signatures themselves (for ``verify``).
 
-
-def _sketch(unit: Unit, spec: SketchSpec, cache_dir: Path | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """(signatures, token counts, text bytes) of a unit, from the resume cache when it has them."""
-    cached = cache_dir / f"u{unit.index:05d}-{_fingerprint(unit, spec)}.npz" if cache_dir else None
-    if cached is not None and cached.exists():
-        with np.load(cached) as saved:
-            return saved["sig"], saved["ntokens"], int(saved["text_bytes"])
-    sigs, counts, text_bytes = [], [], 0
-    for table in unit.read([TEXT]):
-        text = table.column(TEXT)
-        sig, ntokens = minhash.signatures(text, spec.num_perm, spec.ngram, spec.chars, spec.seed)
-        sigs.append(sig)
-        counts.append(ntokens)
-        text_bytes += text_bytes_of(table)
-    sig = np.concatenate(sigs) if sigs else np.zeros((0, spec.num_perm), np.uint32)
-    ntokens = np.concatenate(counts) if counts else np.zeros(0, np.int64)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.stem + ".tmp.npz")
-        np.savez(tmp, sig=sig, ntokens=ntokens, text_bytes=text_bytes)
-        os.replace(tmp, cached)
-    return sig, ntokens, text_bytes
-
-
-def sign_unit(unit: Unit, spec: SketchSpec, partitions: int, keep_signatures: bool,
-              cache_dir: Path | None) -> tuple[Any, ...]:
-    """Task body: (meta, signatures or None, band rows for partition 0..partitions-1).
-
-    A band row is (band key, signature hash, document number) as uint64. The signature hash makes
-    the choice of a bucket's center independent of document numbering (see buckets).
-    Documents without tokens get no rows: an empty shingle set resembles nothing.
+    The signature hash makes the choice of a bucket's center independent of document numbering
+    (see buckets). Documents without tokens get no rows: an empty shingle set resembles nothing.
     """
-    sig, ntokens, text_bytes = _sketch(unit, spec, cache_dir)
-    keys = minhash.band_keys(sig, spec.bands, spec.rows, spec.seed)
-    has_tokens = ntokens > 0
-    docs = np.arange(unit.start, unit.start + len(sig), dtype=np.uint64)
-    sig_hash = np.bitwise_xor.reduce(keys, axis=1) if spec.bands else np.zeros(len(sig), np.uint64)
-    rows = np.stack([keys[has_tokens].ravel(),
-                     np.repeat(sig_hash[has_tokens], spec.bands),
-                     np.repeat(docs[has_tokens], spec.bands)], axis=1)
-    parts = shuffle.split(rows, shuffle.hash_part(rows[:, 0], partitions), partitions)
-    meta = {"docs": len(sig), "empty_docs": int((~has_tokens).sum()), "text_bytes": text_bytes}
-    return (meta, sig if keep_signatures else None, *parts)
+
+    def __init__(self, spec: SketchSpec, fine: int, keep_signatures: bool):
+        self.spec, self.fine, self.keep_signatures = spec, fine, keep_signatures
+        self.rows: list[np.ndarray] = []
+        self.sigs: list[np.ndarray] = []
+        self.docs = self.empty = 0
+
+    def add(self, table: pa.Table, first_row: int) -> None:
+        if table.num_rows == 0:
+            return
+        spec = self.spec
+        sig, ntokens = minhash.signatures(table.column(TEXT), spec.num_perm, spec.ngram, spec.chars, spec.seed)
+        keys = minhash.band_keys(sig, spec.bands, spec.rows, spec.seed)
+        has_tokens = ntokens > 0
+        rows = np.arange(first_row, first_row + len(sig), dtype=np.uint64)
+        sig_hash = np.bitwise_xor.reduce(keys, axis=1)
+        self.rows.append(np.stack([keys[has_tokens].ravel(), np.repeat(sig_hash[has_tokens], spec.bands),
+                                   np.repeat(rows[has_tokens], spec.bands)], axis=1))
+        if self.keep_signatures:
+            self.sigs.append(sig)
+        self.docs += len(sig)
+        self.empty += int((~has_tokens).sum())
+
+    def close(self, work: Storage, name: str) -> dict[str, Any]:
+        rows = np.concatenate(self.rows) if self.rows else np.empty((0, 3), np.uint64)
+        exchange.write_parts(work, f"{name}.bands", exchange.split(rows, exchange.hash_part(rows[:, 0], self.fine),
+                                                                   self.fine))
+        if self.keep_signatures:
+            sig = np.concatenate(self.sigs) if self.sigs else np.empty((0, self.spec.num_perm), np.uint32)
+            exchange.write_parts(work, f"{name}.sig", [sig])
+        return {"path": name, "docs": self.docs, "empty_docs": self.empty, "band_rows": len(rows)}

@@ -1,62 +1,53 @@
-"""The dedup stages wired together as Ray tasks exchanging hash partitions through the object store.
+"""The dedup stages wired together as task lists that exchange partitioned files.
 
-Near duplicates (``run_minhash``)::
+Near duplicates (``decide_minhash``)::
 
-    sign (unit) -> buckets (partition) -> [verify: gather, check (group)] -> components -> keep -> write
-Exact duplicates (``run_exact``)::
+    [sidecars: band rows per unit] -> buckets (partition) -> [verify: gather, check (group)]
+        -> components -> rank (unit) -> choose (partition) = the decision
+Exact duplicates (``decide_exact``)::
 
-    hash (unit) -> groups (partition) -> keep -> write
+    [sidecars: hashes per unit] -> groups (partition) -> rank (unit) -> choose (partition)
 
-Every stage is one task per unit or per partition, returning a small summary first and then one
-object per receiving task; the driver only holds object references and summaries. A stage's
-partition count and unit size change where work runs, never the result: kept ids depend on the
-data, the parameters and the keep rule only.
+Each stage is a list of tasks, one per unit or per partition, run by ``ctx.engine``; each task
+writes one object holding its rows for every receiver (see :mod:`llmray.io.exchange`) and returns
+a count. So the driver holds the unit table and one count per task, and no task holds more than
+its partition. Partition counts and unit sizes change where work runs, never the result: kept
+ids depend on the data, the parameters and the keep rule only. Nothing is rewritten here; the
+decision (rows to drop per unit, with the id kept in their place) is applied by the next segment.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-import shutil
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from llmray.dedup import buckets, components, exact, keep, signatures
+from llmray.decisions import Decision, GlobalContext
+from llmray.dedup import buckets, components, exact, keep
 from llmray.dedup.keep import KeepRule
-from llmray.dedup.signatures import SketchSpec
-from llmray.dedup.units import Unit, plan_units
-from llmray.ops.base import ID, TEXT
-from llmray.pipeline.context import GlobalContext, GlobalResult
+from llmray.dedup.layout import Shared
+from llmray.dedup.shuffle import MAX_DOCS
+from llmray.dedup.signatures import BAND_ROW_BYTES, SketchSpec
 
 MB = 1 << 20
-#: Bytes per band row in the bucket exchange (key, signature hash, document).
-_BAND_ROW_BYTES = 24
 
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """How the work is cut into tasks. None of it changes which documents are kept."""
 
-    #: Text per unit (one task of the per-document stages), in whole parquet row groups.
-    unit_mb: float = 64.0
-    #: Parts per exchange; by default enough for ~64 MB each and at least one per CPU.
+    #: Bytes of exchanged rows per partition; partitions = max(CPUs, rows / this).
+    partition_mb: float = 64.0
+    #: A fixed number of partitions instead (at most the sidecars' fine parts).
     partitions: int | None = None
     #: Up to this many candidate edges, components run in one task; above, distributed.
     local_components_max_edges: int = 4_000_000
     #: Signature bytes held by one verify task.
     verify_group_mb: float = 256.0
-
-
-@functools.cache
-def _remote(fn: Callable, num_returns: int) -> Any:
-    import ray
-
-    return ray.remote(fn).options(num_cpus=1, num_returns=num_returns)
 
 
 class _Clock:
@@ -70,191 +61,138 @@ class _Clock:
         self._last = now
 
 
-def _plan(ctx: GlobalContext, layout: Layout, rule: KeepRule) -> list[Unit]:
-    """Units of the input, sized so every CPU gets about four (for balance) when the input allows."""
-    units = plan_units(ctx.input_dir, 1 << 62)
-    if not units:
-        return []
-    schema = pq.read_schema(units[0].path)
-    missing = {ID, TEXT} - set(schema.names)
-    if missing:
-        raise ValueError(f"the input lacks the column(s) {', '.join(sorted(missing))}")
-    rule.check(schema)
-    total = sum(u.text_bytes for u in units)
-    target = min(layout.unit_mb * MB, max(MB, total / (4 * max(1, ctx.num_cpus))))
-    return plan_units(ctx.input_dir, int(target))
+def _shared(ctx: GlobalContext, layout: Layout, row_bytes: int, rows: int, options: dict[str, Any]) -> Shared:
+    fine = int(ctx.summary.get("fine", 1))
+    wanted = layout.partitions or max(ctx.num_cpus, math.ceil(rows * row_bytes / (layout.partition_mb * MB)))
+    starts = np.array([u.start for u in ctx.units], dtype=np.int64)
+    if ctx.units and ctx.units[-1].start + ctx.units[-1].docs >= MAX_DOCS:
+        raise ValueError(f"{ctx.units[-1].start + ctx.units[-1].docs} documents: one dedup step handles at "
+                         f"most {MAX_DOCS - 1}")
+    earlier = [(d.payload["dir"], d.payload["senders"]) for d in ctx.earlier if "dir" in d.payload]
+    return Shared(work=ctx.data, output=ctx.output, step=ctx.work_dir, sides=[u.sidecar for u in ctx.units],
+                  markers=[u.marker for u in ctx.units], starts=starts, parts=int(min(max(1, wanted), fine)),
+                  fine=fine, earlier=earlier, options=options)
 
 
-def _partitions(layout: Layout, ctx: GlobalContext, exchange_bytes: int) -> int:
-    if layout.partitions:
-        return layout.partitions
-    return int(min(1024, max(ctx.num_cpus, math.ceil(exchange_bytes / (64 * MB)))))
+def _check_rule(ctx: GlobalContext, rule: KeepRule) -> None:
+    """A keep column the data lacks is refused before the stages run."""
+    if rule.column is None:
+        return
+    for unit in ctx.units:
+        marker = ctx.output.get_json(unit.marker)
+        files = (marker.get("shards") or {}).get("files") or []
+        if files:
+            store = ctx.output if marker["shards"]["store"] == "output" else ctx.data
+            with store.open_read(files[0]["path"]) as f:
+                rule.check(pq.read_schema(f))
+            return
 
 
-def _starts(units: list[Unit]) -> np.ndarray:
-    return np.array([u.start for u in units], dtype=np.int64)
-
-
-def run_minhash(ctx: GlobalContext, spec: SketchSpec, threshold: float, verify: bool, rule: KeepRule,
-                write_clusters: bool, op_name: str, layout: Layout = Layout()) -> GlobalResult:
+def decide_minhash(ctx: GlobalContext, spec: SketchSpec, threshold: float, verify: bool, rule: KeepRule,
+                   clusters: str | None, layout: Layout = Layout()) -> Decision:
     """Near-duplicate removal: MinHash LSH candidates, (verified,) connected, one kept per component."""
-    import ray
-
+    _check_rule(ctx, rule)
     clock = _Clock()
-    units = _plan(ctx, layout, rule)
-    docs = sum(u.rows for u in units)
-    parts = _partitions(layout, ctx, docs * spec.bands * _BAND_ROW_BYTES)
-    details: dict[str, Any] = {"units": len(units), "partitions": parts, "bands": spec.bands,
-                               "rows": spec.rows, "num_perm": spec.num_perm, "verify": verify}
-    if not units:
-        return _empty(ctx, details, op_name)
-    starts = _starts(units)
-    cache = ctx.work_dir / "signatures"
-    signed = [_remote(signatures.sign_unit, parts + 2).remote(u, spec, parts, verify, cache) for u in units]
-    metas = ray.get([s[0] for s in signed])
-    details["empty_docs"] = sum(m["empty_docs"] for m in metas)
-    sigs = [s[1] for s in signed]
-    clock.lap("signatures")
-
+    rows = int(ctx.summary.get("band_rows", 0))
+    shared = _shared(ctx, layout, BAND_ROW_BYTES, rows, {"rule": rule, "clusters": clusters,
+                                                         "threshold": threshold, "num_perm": spec.num_perm})
+    details: dict[str, Any] = {"units": shared.units, "partitions": shared.parts, "bands": spec.bands,
+                               "rows": spec.rows, "num_perm": spec.num_perm, "verify": verify,
+                               "empty_docs": int(ctx.summary.get("empty_docs", 0))}
     if verify:
-        groups = _verify_groups(units, spec.num_perm, layout.verify_group_mb * MB)
-        route: np.ndarray | None = np.array([units[g[0]].start for g in groups], dtype=np.int64)
-        n_route = len(groups)
-    else:
-        route, n_route = None, parts
-    bucketed = [_remote(buckets.bucket_partition, n_route + 1).remote(n_route, route, *[s[2 + p] for s in signed])
-                for p in range(parts)]
-    del signed
-    bucket_edges = sum(ray.get([b[0] for b in bucketed]))
-    edges = [[b[1 + q] for b in bucketed] for q in range(n_route)]
-    del bucketed
+        groups = _verify_groups(ctx, spec.num_perm, layout.verify_group_mb * MB)
+        shared.options["verify_groups"] = groups
+        shared.options["verify_starts"] = np.array([shared.starts[g[0]] for g in groups], dtype=np.int64)
+    parts = range(shared.parts)
+    edge_counts = ctx.engine.map(buckets.bucket_partition, [(p,) for p in parts], "buckets", shared=shared)
     clock.lap("buckets")
-
+    edge_stage, edge_bound = "buckets", sum(edge_counts)
     if verify:
-        assert route is not None
-        gathered = [_remote(buckets.gather_signatures, n_route + 1).remote(
-            int(route[g]), n_route, route, parts, *edges[g], *[sigs[u] for u in unit_ids])
-            for g, unit_ids in enumerate(groups)]
-        details["candidate_pairs"] = sum(ray.get([x[0] for x in gathered]))
-        checked = [_remote(buckets.check_edges, parts + 1).remote(
-            int(route[g]), threshold, parts, n_route, *[x[1 + g] for x in gathered], *[sigs[u] for u in unit_ids])
-            for g, unit_ids in enumerate(groups)]
-        bucket_edges = details["verified_pairs"] = sum(ray.get([c[0] for c in checked]))
-        edges = [[c[1 + q] for c in checked] for q in range(parts)]
-        del gathered, checked
+        n_groups = len(shared.options["verify_groups"])
+        details["candidate_pairs"] = sum(ctx.engine.map(buckets.gather_signatures, [(g,) for g in range(n_groups)],
+                                                        "verify", shared=shared))
+        edge_bound = details["verified_pairs"] = sum(ctx.engine.map(
+            buckets.check_edges, [(g,) for g in range(n_groups)], "verify", shared=shared))
+        edge_stage = "checked"
         clock.lap("verify")
-    del sigs
-
-    pairs, graph = _components(edges, starts, parts, bucket_edges, layout)
-    unique_edges = graph.pop("edges")
-    details.update(graph)
-    details.setdefault("candidate_pairs", unique_edges)
+    senders = len(shared.options["verify_groups"]) if verify else shared.parts
+    if edge_bound <= layout.local_components_max_edges:
+        (unique,) = ctx.engine.map(components.local_components, [(edge_stage, senders)], "components",
+                                   shared=shared)
+        details.update(components_mode="local", components_steps=1)
+        shared.options["component_senders"] = 1
+    else:
+        unique = _distributed_components(ctx, shared, edge_stage, senders, details)
+        shared.options["component_senders"] = shared.parts
+    details.setdefault("candidate_pairs", unique)
     clock.lap("components")
-    result = _keep_and_write(ctx, units, pairs, rule, write_clusters, op_name, parts, clock, details)
-    shutil.rmtree(cache, ignore_errors=True)
-    return result
+    return _keep(ctx, shared, clock, details)
 
 
-def _verify_groups(units: list[Unit], num_perm: int, group_bytes: float) -> list[list[int]]:
+def _distributed_components(ctx: GlobalContext, shared: Shared, edge_stage: str, senders: int,
+                            details: dict[str, Any]) -> int:
+    """Alternating small-star and large-star rounds until two rounds change nothing."""
+    source, large, rounds, quiet, first_edges = edge_stage, False, 0, 0, None
+    parts = [(p,) for p in range(shared.parts)]
+    while quiet < 2:
+        target = f"stars/{rounds:03d}"
+        summaries = ctx.engine.map(components.star_step, [(source, senders, target, large, p) for (p,) in parts],
+                                   "components", shared=shared)
+        senders = shared.parts
+        if first_edges is None:
+            first_edges = sum(s["edges"] for s in summaries)
+        rounds += 1
+        quiet = quiet + 1 if sum(s["changes"] for s in summaries) == 0 else 0
+        source, large = target, not large
+        if rounds > 200:
+            raise RuntimeError("connected components did not converge in 200 steps")
+    ctx.engine.map(components.star_pairs, [(source, p) for (p,) in parts], "components", shared=shared)
+    details.update(components_mode="distributed", components_steps=rounds)
+    return int(first_edges or 0)
+
+
+def _verify_groups(ctx: GlobalContext, num_perm: int, group_bytes: float) -> list[list[int]]:
     """Consecutive units whose signatures fit one verify task."""
     groups: list[list[int]] = [[]]
     size = 0
-    for u in units:
-        need = u.rows * num_perm * 4
+    for unit in ctx.units:
+        need = unit.docs * num_perm * 4
         if groups[-1] and size + need > group_bytes:
             groups.append([])
             size = 0
-        groups[-1].append(u.index)
+        groups[-1].append(unit.index)
         size += need
     return groups
 
 
-def _components(edges: list[list[Any]], starts: np.ndarray, parts: int, edge_bound: int,
-                layout: Layout) -> tuple[list[list[Any]], dict[str, Any]]:
-    """(document, root) rows per unit, and figures: mode, steps, candidate edges."""
-    import ray
-
-    n_units = len(starts)
-    if edge_bound <= layout.local_components_max_edges:
-        out = _remote(components.local_components, n_units + 1).remote(starts, *[e for part in edges for e in part])
-        return [[out[1 + u]] for u in range(n_units)], {"components_mode": "local", "components_steps": 1,
-                                                        "edges": ray.get(out[0])}
-    step, steps, quiet, first_edges = components.small_star, 0, 0, None
-    while quiet < 2:
-        outs = [_remote(step, parts + 1).remote(parts, *edges[p]) for p in range(parts)]
-        summaries = ray.get([o[0] for o in outs])
-        edges = [[o[1 + q] for o in outs] for q in range(parts)]
-        if first_edges is None:
-            first_edges = sum(s["edges"] for s in summaries)
-        steps += 1
-        quiet = quiet + 1 if sum(s["changes"] for s in summaries) == 0 else 0
-        step = components.large_star if step is components.small_star else components.small_star
-        if steps > 200:
-            raise RuntimeError("connected components did not converge in 200 steps")
-    finals = [_remote(components.star_pairs, n_units + 1).remote(starts, *edges[p]) for p in range(parts)]
-    return [[f[1 + u] for f in finals] for u in range(n_units)], {
-        "components_mode": "distributed", "components_steps": steps, "edges": first_edges}
-
-
-def run_exact(ctx: GlobalContext, normalize: bool, rule: KeepRule, write_clusters: bool, op_name: str,
-              layout: Layout = Layout()) -> GlobalResult:
+def decide_exact(ctx: GlobalContext, rule: KeepRule, clusters: str | None, layout: Layout = Layout()) -> Decision:
     """Exact duplicate removal: equal 128-bit hashes form a group, one kept per group."""
-    import ray
-
+    _check_rule(ctx, rule)
     clock = _Clock()
-    units = _plan(ctx, layout, rule)
-    parts = _partitions(layout, ctx, sum(u.rows for u in units) * _BAND_ROW_BYTES)
-    details: dict[str, Any] = {"units": len(units), "partitions": parts, "normalize": normalize}
-    if not units:
-        return _empty(ctx, details, op_name)
-    starts = _starts(units)
-    hashed = [_remote(exact.hash_unit, parts + 1).remote(u, normalize, parts) for u in units]
-    ray.get([h[0] for h in hashed])
-    clock.lap("hashes")
-    grouped = [_remote(exact.group_partition, len(units) + 1).remote(starts, *[h[1 + p] for h in hashed])
-               for p in range(parts)]
-    del hashed
-    details["docs_in_groups"] = sum(ray.get([g[0] for g in grouped]))
-    pairs = [[g[1 + u] for g in grouped] for u in range(len(units))]
-    del grouped
+    rows = int(ctx.summary.get("docs", 0))
+    shared = _shared(ctx, layout, exact.HASH_ROW_BYTES, rows, {"rule": rule, "clusters": clusters})
+    details: dict[str, Any] = {"units": shared.units, "partitions": shared.parts}
+    grouped = ctx.engine.map(_group_partition, [(p,) for p in range(shared.parts)], "hashes", shared=shared)
+    details["docs_in_groups"] = sum(grouped)
+    shared.options["component_senders"] = shared.parts
     clock.lap("groups")
-    return _keep_and_write(ctx, units, pairs, rule, write_clusters, op_name, parts, clock, details)
+    return _keep(ctx, shared, clock, details)
 
 
-def _keep_and_write(ctx: GlobalContext, units: list[Unit], pairs: list[list[Any]], rule: KeepRule,
-                    write_clusters: bool, op_name: str, parts: int, clock: _Clock,
-                    details: dict[str, Any]) -> GlobalResult:
-    import ray
+def _group_partition(shared: Shared, p: int) -> int:
+    """Task: equal hashes of partition p -> (document, root) rows sent to the documents' units."""
+    docs, roots = exact.group_rows(shared.sidecar_rows("hashes", p))
+    shared.write("components", p, components.route_pairs(docs, roots, shared.starts))
+    return len(docs)
 
-    starts = _starts(units)
-    prefix = f"{op_name}-{ctx.output_dir.name}"
-    clusters_dir = ctx.output_root / "clusters"
-    if write_clusters:
-        for old in clusters_dir.glob(f"{prefix}-*.parquet"):
-            old.unlink()
-    ranked = [_remote(keep.rank_unit, parts + 1).remote(u, rule, parts, *pairs[u.index]) for u in units]
-    del pairs
-    chosen = [_remote(keep.choose_keepers, len(units) + 1).remote(
-        rule, starts, str(clusters_dir / f"{prefix}-{r:05d}.parquet") if write_clusters else None,
-        *[x[1 + r] for x in ranked]) for r in range(parts)]
-    del ranked
-    summaries = ray.get([c[0] for c in chosen])
+
+def _keep(ctx: GlobalContext, shared: Shared, clock: _Clock, details: dict[str, Any]) -> Decision:
+    ctx.engine.map(keep.rank_unit, [(u,) for u in range(shared.units)], "keep", shared=shared)
+    summaries = ctx.engine.map(keep.choose_keepers, [(r,) for r in range(shared.parts)], "keep", shared=shared)
     details["groups"] = sum(s["groups"] for s in summaries)
     details["largest_group"] = max((s["largest"] for s in summaries), default=0)
+    details["duplicates"] = sum(s["dropped"] for s in summaries)
     clock.lap("keep")
-    reason = f"{op_name}.duplicate"
-    rejects = str(ctx.rejects_dir) if ctx.rejects_dir is not None else None
-    ctx.output_dir.mkdir(parents=True, exist_ok=True)
-    written = ray.get([_remote(keep.write_unit, 1).remote(u, str(ctx.output_dir), rejects, prefix, reason,
-                                                          *[c[1 + u.index] for c in chosen]) for u in units])
-    clock.lap("write")
-    total = {k: sum(w[k] for w in written) for k in written[0]}
     details["seconds"] = clock.seconds
-    dropped = total["docs_in"] - total["docs_out"]
-    return GlobalResult(docs_in=total["docs_in"], docs_out=total["docs_out"], dropped={reason: dropped},
-                        bytes_in=total["bytes_in"], bytes_out=total["bytes_out"], details=details)
-
-
-def _empty(ctx: GlobalContext, details: dict[str, Any], op_name: str) -> GlobalResult:
-    ctx.output_dir.mkdir(parents=True, exist_ok=True)
-    return GlobalResult(docs_in=0, docs_out=0, dropped={f"{op_name}.duplicate": 0}, details=details)
+    return Decision(step=ctx.name, payload={"dir": shared.path("decision"), "senders": shared.parts},
+                    details=details)

@@ -1,16 +1,21 @@
-"""Readers: input paths -> chunks of work -> Arrow batches of documents, bad records quarantined.
+"""Readers: input paths -> planned chunks of work -> Arrow batches of documents, bad records quarantined.
 
-Files are listed on the driver (fsspec, so any URL works) and cut into ``Chunk``s: one per file,
-or byte ranges of ``chunk_mb`` for uncompressed JSONL. A chunk is read as a stream of batches of a
-few MB, so a multi-GB file never sits whole in one process. Every record ends up in exactly one
-place: the batch's table, ``quarantined`` (with file, line and error) or ``too_large`` (dropped by
-the ``read.too_large`` rule without being held in memory).
+Files are listed on the driver (fsspec, so any URL works; local paths are taken literally) and
+planned into ``Chunk``s by bytes and by the cluster's CPUs, so that every CPU has work: a large
+uncompressed JSONL file is cut into byte ranges (each starting at a line start), a large parquet
+file into runs of row groups, and small files are grouped. Compressed files (``.gz``, ``.zst``,
+``.bz2``, ``.xz``) cannot be entered in the middle, so each is read whole by one task: split big
+compressed inputs into several files to spread them over more CPUs. A chunk streams as batches of a
+few MB, so a multi-GB file never sits whole in one process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
+import os
 import posixpath
 from collections.abc import Iterator
 from typing import Any
@@ -22,14 +27,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from llmray.config import InputSpec
 from llmray.errors import UserError
-from llmray.ops.base import ID, SOURCE, TEXT
+from llmray.io.batch import BATCH_ROWS, BatchBuilder, Piece, ReadBatch
+from llmray.io.specs import InputSpec
+from llmray.io.storage import is_url
+from llmray.io.warc import read_html, read_warc
+from llmray.schema import ID, TEXT
 
-BATCH_BYTES = 8 << 20
-BATCH_ROWS = 8192
-RAW_SNIPPET = 500
-TOO_LARGE = "read.too_large"
+MB = 1 << 20
+#: Smallest unit worth a task of its own.
+MIN_CHUNK_BYTES = 1 * MB
+#: Aim for this many chunks per CPU, so the last ones even out the load.
+CHUNKS_PER_CPU = 4
+#: Text bytes per stored byte of a compressed file (for planning only).
+COMPRESSION_RATIO = 3
 
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
@@ -42,25 +53,26 @@ _COMPRESSIONS = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", 
 
 @dataclasses.dataclass(frozen=True)
 class Chunk:
-    """A unit of work: one file, or a byte range [start, end) of an uncompressed JSONL file."""
+    """A unit of work: pieces of one input's files, read in order by one task."""
 
     key: str
-    url: str
-    name: str
-    format: str
-    compression: str | None
+    pieces: tuple[Piece, ...]
     source: str
     input_index: int
-    start: int = 0
-    end: int | None = None
+    #: Estimated text bytes, for planning and progress.
+    est_bytes: int
+
+    @property
+    def url(self) -> str:
+        return self.pieces[0].url if self.pieces else ""
 
 
 @dataclasses.dataclass
-class ReadBatch:
-    table: pa.Table
-    quarantined: list[dict[str, Any]]
-    #: (id, size in bytes) of documents dropped as too large.
-    too_large: list[tuple[str, int]]
+class Listing:
+    """The files of one input, and what was passed over (hidden files, links to folders)."""
+
+    files: list[tuple[str, str, int, str]]  # (url, name, size, version)
+    skipped: list[str]
 
 
 def detect(name: str, declared: str) -> tuple[str | None, str | None]:
@@ -73,177 +85,223 @@ def detect(name: str, declared: str) -> tuple[str | None, str | None]:
     return fmt, compression
 
 
-def plan_chunks(spec: InputSpec, input_index: int) -> list[Chunk]:
-    """List the files of one input and cut them into chunks. Missing paths stop the run here."""
-    chunks: list[Chunk] = []
-    for given in spec.paths:
-        for url, name, size in _expand(given):
-            fmt, compression = detect(name, spec.format)
-            if fmt is None:
-                raise UserError(f"{url}: cannot tell the format from the name; set input.format "
-                                f"(one of jsonl, parquet, text, warc, html)")
-            base = f"i{input_index}-{len(chunks):05d}"
-            step = int(spec.chunk_mb * (1 << 20))
-            if fmt == "jsonl" and compression is None and size > step > 0:
-                for k, start in enumerate(range(0, size, step)):
-                    chunks.append(Chunk(f"{base}-{k:04d}", url, name, fmt, None, spec.source,
-                                        input_index, start, min(start + step, size)))
-                continue
-            chunks.append(Chunk(base, url, name, fmt, compression, spec.source, input_index))
-    return chunks
-
-
-def _expand(given: str) -> list[tuple[str, str, int]]:
-    """(url, name used in ids, size) for every file a path, directory or glob names."""
+def _filesystem(given: str, options: dict[str, Any]) -> tuple[Any, str, str]:
+    """(file system, path on it, protocol prefix for URLs). Local paths are taken literally."""
+    if not is_url(given):
+        return fsspec.filesystem("file"), os.path.abspath(given), ""
     try:
-        fs, path = fsspec.core.url_to_fs(given)
+        fs, path = fsspec.core.url_to_fs(given, **options)
     except (ImportError, ValueError) as exc:
-        raise UserError(f"{given}: cannot open this path ({exc})") from None
+        raise UserError(f"{given}: cannot open this URL ({exc})") from None
     protocol = fs.protocol[0] if isinstance(fs.protocol, (tuple, list)) else fs.protocol
+    return fs, path, "" if protocol in ("file", "local") else f"{protocol}://"
 
-    def url(p: str) -> str:
-        return p if protocol in ("file", "local") else f"{protocol}://{p}"
 
+def list_input(given: str, options: dict[str, Any] | None = None) -> Listing:
+    """Every file a path, directory or glob names, with (url, name used in ids, size, version).
+
+    In a directory, names starting with ``.`` or ``_`` are skipped (and listed as skipped), and so
+    are links to folders; a glob takes what it matches."""
+    fs, path, prefix = _filesystem(given, options or {})
+    skipped: list[str] = []
     try:
         if any(ch in path for ch in "*?["):
             root = path[: min(path.index(ch) for ch in "*?[" if ch in path)].rsplit("/", 1)[0]
-            found = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            found = {p: i for p, i in fs.glob(path, detail=True).items() if i.get("type") == "file"}
         elif fs.isdir(path):
             root = path.rstrip("/")
-            found = sorted(p for p in fs.find(path) if not posixpath.basename(p).startswith((".", "_")))
+            found = {}
+            for p, info in fs.find(path, detail=True, withdirs=False).items():
+                rel = posixpath.relpath(p, root)
+                if any(part.startswith((".", "_")) for part in rel.split("/")):
+                    skipped.append(prefix + p)
+                elif info.get("type") == "file":
+                    found[p] = info
         elif fs.isfile(path):
-            root, found = posixpath.dirname(path), [path]
+            root, found = posixpath.dirname(path), {path: fs.info(path)}
         else:
             raise UserError(f"input not found: {given} (check the path, or pass --input)")
-        files = [(url(p), posixpath.relpath(p, root) if root else p, fs.size(p)) for p in found]
     except PermissionError:
         raise UserError(f"input not readable: {given} (permission denied)") from None
+    except OSError as exc:
+        raise UserError(f"input cannot be listed: {given} ({exc.strerror or exc})") from None
+    files = [(prefix + p, posixpath.relpath(p, root) if root else p, int(info.get("size") or 0), _version(info))
+             for p, info in sorted(found.items())]
     if not files:
         raise UserError(f"no input files match {given}")
-    return files
+    return Listing(files, skipped)
 
+
+def _version(info: dict[str, Any]) -> str:
+    for key in ("ETag", "etag", "md5_hash", "mtime", "LastModified", "last_modified", "updated"):
+        if info.get(key) is not None:
+            return str(info[key]).strip('"')
+    return ""
+
+
+def plan_chunks(inputs: list[InputSpec], num_cpus: int) -> tuple[list[Chunk], list[str]]:
+    """Cut every input into chunks sized so that each CPU gets about four; (chunks, skipped files)."""
+    listings = [[list_input(given, spec.storage_options) for given in spec.paths] for spec in inputs]
+    skipped = [s for per_input in listings for listing in per_input for s in listing.skipped]
+    pieces_per_input: list[list[Piece]] = []
+    for spec, per_input in zip(inputs, listings, strict=True):
+        pieces = []
+        for listing in per_input:
+            for url, name, size, version in listing.files:
+                fmt, compression = detect(name, spec.format)
+                if fmt is None:
+                    raise UserError(f"{url}: cannot tell the format from the name; set input.format "
+                                    f"(one of jsonl, parquet, text, warc, html)")
+                pieces.append(Piece(url, name, fmt, compression, size, version))
+        pieces_per_input.append(pieces)
+    total = sum(_estimate(p) for pieces in pieces_per_input for p in pieces)
+    chunks: list[Chunk] = []
+    for index, (spec, pieces) in enumerate(zip(inputs, pieces_per_input, strict=True)):
+        limit = int(spec.chunk_mb * MB)
+        target = int(min(limit, max(MIN_CHUNK_BYTES, total / (CHUNKS_PER_CPU * max(1, num_cpus)))))
+        cut = [part for piece in pieces for part in _cut(piece, target, spec.storage_options)]
+        chunks += _group(cut, target, spec.source, index)
+    return chunks, skipped
+
+
+def _estimate(piece: Piece) -> int:
+    return piece.size * (COMPRESSION_RATIO if piece.compression or piece.format == "parquet" else 1)
+
+
+def _cut(piece: Piece, target: int, options: dict[str, Any]) -> list[Piece]:
+    """A file as pieces of about ``target`` bytes, where its format allows entering it midway."""
+    if piece.compression is None and piece.format == "jsonl" and piece.size > target:
+        n = -(-piece.size // target)
+        bounds = [piece.size * k // n for k in range(n + 1)]
+        return [dataclasses.replace(piece, start=a, end=b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if piece.format == "parquet" and piece.compression is None and _estimate(piece) > target:
+        try:
+            with fsspec.open(piece.url, "rb", **options) as f:
+                meta = pq.ParquetFile(f).metadata
+        except (OSError, pa.ArrowException):
+            return [piece]  # the reader will quarantine it with the reason
+        sizes = [meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)]
+        runs, start, acc = [], 0, 0
+        for g, size in enumerate(sizes):
+            if acc and acc + size > target:
+                runs.append((start, g))
+                start, acc = g, 0
+            acc += size
+        runs.append((start, len(sizes)))
+        if len(runs) > 1:
+            return [dataclasses.replace(piece, start=a, end=b) for a, b in runs]
+    return [piece]
+
+
+def _group(pieces: list[Piece], target: int, source: str, input_index: int) -> list[Chunk]:
+    """Consecutive pieces gathered into chunks of up to ``target`` estimated bytes."""
+    chunks, current, size = [], [], 0
+
+    def close() -> None:
+        nonlocal current, size
+        if current:
+            identity = [[p.url, p.size, p.version, p.start, p.end] for p in current]
+            digest = hashlib.sha1(json.dumps([input_index, identity]).encode()).hexdigest()[:12]
+            chunks.append(Chunk(f"i{input_index}-{digest}", tuple(current), source, input_index, size))
+            current, size = [], 0
+
+    for piece in pieces:
+        est = _estimate(piece) if piece.end is None else (
+            piece.end - piece.start if piece.format == "jsonl" else _estimate(piece) // 2)
+        if current and size + est > target:
+            close()
+        current.append(piece)
+        size += est
+    close()
+    return chunks
+
+
+# -- reading -------------------------------------------------------------------------------------
 
 def read_chunk(chunk: Chunk, spec: InputSpec) -> Iterator[ReadBatch]:
     """Stream a chunk as batches of documents. Never raises for bad data: it quarantines it."""
-    from llmray.io.warc import read_html, read_warc  # imports this module, so not at the top
-
     readers = {"jsonl": _read_jsonl, "text": _read_text, "parquet": _read_parquet, "warc": read_warc,
                "html": read_html}
-    builder = _BatchBuilder(chunk, spec)
-    try:
-        yield from readers[chunk.format](chunk, spec, builder)
-    except OSError as exc:
-        builder.quarantine(None, f"cannot read file: {exc}", b"")
-    yield from builder.flush(final=True)
+    builder = BatchBuilder(chunk.source, spec.keep_fields)
+    for piece in chunk.pieces:
+        builder.piece = piece
+        try:
+            with _open(piece, spec) as stream:
+                yield from readers[piece.format](stream, piece, spec, builder)
+        except OSError as exc:
+            builder.quarantine(None, f"cannot read file: {exc}", b"")
+        yield from builder.flush(final=True)
 
 
-class _BatchBuilder:
-    """Collects records of one chunk into Arrow batches of bounded size."""
+def _open(piece: Piece, spec: InputSpec) -> Any:
+    if is_url(piece.url):
+        return fsspec.open(piece.url, "rb", compression=piece.compression, **spec.storage_options).open()
+    return fsspec.open(piece.url, "rb", compression=piece.compression).open()
 
-    def __init__(self, chunk: Chunk, spec: InputSpec):
-        self.chunk, self.spec = chunk, spec
-        self.fields = [ID, TEXT, *spec.keep_fields]
-        self.columns: dict[str, list] = {f: [] for f in self.fields}
-        self.quarantined: list[dict[str, Any]] = []
-        self.too_large: list[tuple[str, int]] = []
-        self.nbytes = 0
 
-    def derived_id(self, line: int | None) -> str:
-        return f"{self.chunk.name}:{line}" if line is not None else self.chunk.name
-
-    def add(self, doc_id: str, text: str, extra: dict[str, Any]) -> None:
-        self.columns[ID].append(doc_id)
-        self.columns[TEXT].append(text)
-        for field in self.spec.keep_fields:
-            self.columns[field].append(extra.get(field))
-        self.nbytes += len(text)
-
-    def quarantine(self, line: int | None, error: str, raw: bytes, rows: int = 1) -> None:
-        where = f"{self.chunk.url}" + (f":{line}" if line is not None else "")
-        self.quarantined.append({
-            "file": self.chunk.url, "line": line, "rows": rows, "error": f"{where}: {error}",
-            "raw": raw[:RAW_SNIPPET].decode("utf-8", errors="replace"),
-        })
-
-    def drop_too_large(self, doc_id: str, size: int) -> None:
-        self.too_large.append((doc_id, size))
-
-    def emit(self, table: pa.Table) -> Iterator[ReadBatch]:
-        """Pass on a batch built in Arrow (columns id, text and the kept fields) with what is pending."""
-        yield from self.flush(final=True)
-        source = pa.array([self.chunk.source] * table.num_rows, pa.string())
-        yield ReadBatch(table.append_column(SOURCE, source), self.quarantined, self.too_large)
-        self.quarantined, self.too_large = [], []
-
-    def flush(self, final: bool = False) -> Iterator[ReadBatch]:
-        if not final and self.nbytes < BATCH_BYTES and len(self.columns[TEXT]) < BATCH_ROWS:
+def _read_jsonl(raw: Any, piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
+    limit = int(spec.max_doc_mb * MB)
+    # Decompressors that read ahead in big blocks would turn a truncated tail into the loss of
+    # every line in the last block: only add a (small) buffer where the stream has none.
+    stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw, 64 << 10)
+    pos = _seek_line(stream, piece.start)
+    lines = _LineNumbers(stream, pos)
+    local = 0
+    while piece.end is None or pos < piece.end:
+        try:
+            line = stream.readline(limit + 1)
+        except (EOFError, OSError, ValueError) as exc:
+            out.quarantine(lines.absolute(local + 1), f"file ends early or is corrupt ({exc}); the rest of it "
+                                                      f"is lost", b"")
             return
-        if not (self.columns[TEXT] or self.quarantined or self.too_large):
+        if not line:
+            if pos == 0:
+                out.quarantine(None, "empty file", b"")
             return
-        n = len(self.columns[TEXT])
-        arrays = {ID: pa.array(self.columns[ID], pa.string()), TEXT: pa.array(self.columns[TEXT], pa.string()),
-                  SOURCE: pa.array([self.chunk.source] * n, pa.string())}
-        for field in self.spec.keep_fields:
-            arrays[field] = _loose_array(self.columns[field])
-        yield ReadBatch(pa.table(arrays), self.quarantined, self.too_large)
-        self.columns = {f: [] for f in self.fields}
-        self.quarantined, self.too_large, self.nbytes = [], [], 0
+        pos += len(line)
+        if local == 0 and piece.start == 0 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]  # a byte-order mark is not part of the first record
+        local += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            size = len(line) + _skip_line(stream, limit)
+            pos += size - len(line)
+            out.drop_too_large(_peek_id(line, spec.id_field) or out.derived_id(lines.absolute(local)), size)
+        elif line.strip():
+            _parse_json_line(line, lines, local, spec, out)
+        yield from out.flush()
 
 
-def _loose_array(values: list) -> pa.Array:
-    """Extra fields keep their type when it is consistent, else become JSON strings."""
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+class _LineNumbers:
+    """Line numbers of a piece that starts midway in its file, counted only when first needed (an
+    id derived from a line number, or a quarantine record): counting means reading the file from
+    its start, which most pieces never have to do."""
+
+    def __init__(self, stream: Any, start: int):
+        self.stream, self.start, self.before = stream, start, None if start else 0
+
+    def absolute(self, local: int) -> int:
+        if self.before is None:
+            here = self.stream.tell()
+            self.stream.seek(0)
+            count, remaining = 0, self.start
+            while remaining:
+                block = self.stream.read(min(remaining, 8 << 20))
+                if not block:
+                    break
+                count += block.count(b"\n")
+                remaining -= len(block)
+            self.stream.seek(here)
+            self.before = count
+        return self.before + local
 
 
-def _open(chunk: Chunk):
-    return fsspec.open(chunk.url, "rb", compression=chunk.compression).open()
-
-
-def _read_jsonl(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[ReadBatch]:
-    limit = int(spec.max_doc_mb * (1 << 20))
-    with _open(chunk) as raw:
-        # Decompressors that read ahead in big blocks would turn a truncated tail into the loss of
-        # every line in the last block: only add a (small) buffer where the stream has none.
-        stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw, 64 << 10)
-        line_no, pos = _seek_chunk(stream, chunk)
-        while chunk.end is None or pos < chunk.end:
-            try:
-                line = stream.readline(limit + 1)
-            except (EOFError, OSError, ValueError) as exc:
-                out.quarantine(line_no + 1, f"file ends early or is corrupt ({exc}); the rest of it is lost", b"")
-                return
-            if not line:
-                if pos == 0:
-                    out.quarantine(None, "empty file", b"")
-                return
-            line_no += 1
-            pos += len(line)
-            if len(line) > limit and not line.endswith(b"\n"):
-                size = len(line) + _skip_line(stream, limit)
-                pos += size - len(line)
-                out.drop_too_large(_peek_id(line, spec.id_field) or out.derived_id(line_no), size)
-            elif line.strip():
-                _parse_json_line(line, line_no, spec, out)
-            yield from out.flush()
-
-
-def _seek_chunk(stream: io.BufferedReader, chunk: Chunk) -> tuple[int, int]:
-    """Position at the first line that starts inside the chunk; return (lines before it, offset)."""
-    if chunk.start == 0:
-        return 0, 0
-    stream.seek(chunk.start - 1)
-    stream.readline()  # the line that began before the chunk belongs to the previous chunk
-    pos = stream.tell()
-    stream.seek(0)
-    lines, remaining = 0, pos
-    while remaining:
-        block = stream.read(min(remaining, 8 << 20))
-        lines += block.count(b"\n")
-        remaining -= len(block)
-    return lines, pos
+def _seek_line(stream: io.BufferedReader, start: int) -> int:
+    """Position at the first line that starts at or after ``start``; return that offset."""
+    if start == 0:
+        return 0
+    stream.seek(start - 1)
+    stream.readline()  # the line that began before the piece belongs to the previous piece
+    return stream.tell()
 
 
 def _skip_line(stream: io.BufferedReader, limit: int) -> int:
@@ -268,82 +326,79 @@ def _peek_id(line: bytes, id_field: str) -> str | None:
     return rest[1:end].decode("utf-8", "replace") if rest.startswith(b'"') else rest[:end].decode().strip()
 
 
-def _parse_json_line(line: bytes, line_no: int, spec: InputSpec, out: _BatchBuilder) -> None:
+def _parse_json_line(line: bytes, lines: _LineNumbers, local: int, spec: InputSpec, out: BatchBuilder) -> None:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        out.quarantine(line_no, f"not valid JSON: {exc}", line)
+        out.quarantine(lines.absolute(local), f"not valid JSON: {exc}", line)
         return
     if not isinstance(record, dict):
-        out.quarantine(line_no, f"expected a JSON object, got {type(record).__name__}", line)
+        out.quarantine(lines.absolute(local), f"expected a JSON object, got {type(record).__name__}", line)
         return
     text = record.get(spec.text_field)
-    if text is None:
-        out.quarantine(line_no, f"missing text field {spec.text_field!r}", line)
-        return
-    if not isinstance(text, str):
-        out.quarantine(line_no, f"text field {spec.text_field!r} is {type(text).__name__}, expected a string",
-                       line)
+    problem = (f"missing text field {spec.text_field!r}" if text is None else None if isinstance(text, str)
+               else f"text field {spec.text_field!r} is {type(text).__name__}, expected a string")
+    if problem:
+        out.quarantine(lines.absolute(local), problem, line)
         return
     doc_id = record.get(spec.id_field)
-    out.add(out.derived_id(line_no) if doc_id is None else str(doc_id), text, record)
+    out.add(out.derived_id(lines.absolute(local)) if doc_id is None else str(doc_id), text, record)
 
 
-def _read_text(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[ReadBatch]:
-    limit = int(spec.max_doc_mb * (1 << 20))
-    with _open(chunk) as stream:
-        try:
-            data = stream.read(limit + 1)
-        except (EOFError, OSError, ValueError) as exc:
-            out.quarantine(None, f"file ends early or is corrupt ({exc})", b"")
-            return
-        if len(data) > limit:
-            size = len(data)
-            while part := stream.read(8 << 20):
-                size += len(part)
-            out.drop_too_large(chunk.name, size)
-            return
+def _read_text(stream: Any, piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
+    limit = int(spec.max_doc_mb * MB)
+    try:
+        data = stream.read(limit + 1)
+    except (EOFError, OSError, ValueError) as exc:
+        out.quarantine(None, f"file ends early or is corrupt ({exc})", b"")
+        return
+    if len(data) > limit:
+        size = len(data)
+        while part := stream.read(8 << 20):
+            size += len(part)
+        out.drop_too_large(piece.name, size)
+        return
     if not data:
         out.quarantine(None, "empty file", b"")
         return
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         out.quarantine(line, f"invalid UTF-8 at byte {exc.start}: {exc.reason}", data[max(0, exc.start - 100):])
         return
-    out.add(chunk.name, text, {})
+    out.add(piece.name, text, {})
     yield from out.flush()
 
 
-def _read_parquet(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[ReadBatch]:
-    limit = int(spec.max_doc_mb * (1 << 20))
-    with _open(chunk) as stream:
-        try:
-            pf = pq.ParquetFile(stream)
-        except (pa.ArrowException, OSError) as exc:
-            out.quarantine(None, f"not a readable parquet file: {exc}", b"")
-            return
-        names = pf.schema_arrow.names
-        rows = pf.metadata.num_rows
-        if rows == 0:
-            out.quarantine(None, "empty file", b"")
-            return
-        if spec.text_field not in names:
-            out.quarantine(None, f"no column {spec.text_field!r} (columns: {', '.join(names)})", b"", rows=rows)
-            return
-        text_type = pf.schema_arrow.field(spec.text_field).type
-        if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
-            out.quarantine(None, f"column {spec.text_field!r} is {text_type}, expected a string", b"", rows=rows)
-            return
-        columns = [c for c in dict.fromkeys([spec.text_field, spec.id_field, *spec.keep_fields]) if c in names]
-        first_row = 1
-        for batch in pf.iter_batches(batch_size=BATCH_ROWS, columns=columns, use_threads=False):
-            yield from out.emit(_parquet_batch(pa.Table.from_batches([batch]), first_row, spec, out, limit))
-            first_row += batch.num_rows
+def _read_parquet(stream: Any, piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
+    limit = int(spec.max_doc_mb * MB)
+    try:
+        pf = pq.ParquetFile(stream)
+    except (pa.ArrowException, OSError) as exc:
+        out.quarantine(None, f"not a readable parquet file: {exc}", b"")
+        return
+    names = pf.schema_arrow.names
+    groups = list(range(piece.start, pf.metadata.num_row_groups if piece.end is None else piece.end))
+    rows = sum(pf.metadata.row_group(g).num_rows for g in groups)
+    if pf.metadata.num_rows == 0:
+        out.quarantine(None, "empty file", b"")
+        return
+    if spec.text_field not in names:
+        out.quarantine(None, f"no column {spec.text_field!r} (columns: {', '.join(names)})", b"", rows=rows)
+        return
+    text_type = pf.schema_arrow.field(spec.text_field).type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        out.quarantine(None, f"column {spec.text_field!r} is {text_type}, expected a string", b"", rows=rows)
+        return
+    columns = [c for c in dict.fromkeys([spec.text_field, spec.id_field, *spec.keep_fields]) if c in names]
+    first_row = 1 + sum(pf.metadata.row_group(g).num_rows for g in range(piece.start))
+    for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=columns, use_threads=False):
+        yield from out.emit(_parquet_batch(pa.Table.from_batches([batch]), first_row, spec, out, limit))
+        first_row += batch.num_rows
 
 
-def _parquet_batch(table: pa.Table, first_row: int, spec: InputSpec, out: _BatchBuilder, limit: int) -> pa.Table:
+def _parquet_batch(table: pa.Table, first_row: int, spec: InputSpec, out: BatchBuilder, limit: int) -> pa.Table:
     """Vectorized: derive missing ids, quarantine null texts, drop oversized ones; Python only per bad row."""
     text = table.column(spec.text_field)
     rows = np.arange(first_row, first_row + table.num_rows)

@@ -24,10 +24,12 @@ from fastwarc.stream_io import BrotliReader, ChunkedReader, GzipReader, ZstdRead
 from fastwarc.warc import ArchiveIterator, HeaderMap, WarcRecord, WarcRecordType
 from resiliparse.parse.encoding import detect_encoding, map_encoding_to_html5
 
-from llmray.config import InputSpec
-from llmray.io.readers import Chunk, ReadBatch, _BatchBuilder, _open
-from llmray.ops.html import HTML_TAGS, HTML_TYPES
+from llmray.io.batch import BatchBuilder, Piece, ReadBatch
+from llmray.io.specs import InputSpec
 
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+#: Without a content type, text is HTML when it opens with one of these tags (WHATWG MIME sniffing).
+HTML_TAGS = "!doctype html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|br|p|!--"
 _LOOKS_HTML = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<(?:" + HTML_TAGS.encode() + rb")[\s>/]", re.IGNORECASE)
 _PAGES = WarcRecordType.response | WarcRecordType.resource | WarcRecordType.conversion
 #: A decoded page may have at most this share of replacement or control characters (binary data,
@@ -43,40 +45,39 @@ _DECODERS: dict[str, Any] = {
 }
 
 
-def read_warc(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[ReadBatch]:
+def read_warc(stream: IO[bytes], piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
     """Stream the page records of a WARC or WET file (plain or compressed) as documents."""
     limit = int(spec.max_doc_mb * (1 << 20))
     number = pages = 0
-    with _open(chunk) as stream:
-        # HTTP headers are parsed per record, leniently: some crawls (ClueWeb) end their lines in LF.
-        records = ArchiveIterator(_Salvaging(stream), parse_http=False, stream_detect=False)
-        while True:
+    # HTTP headers are parsed per record, leniently: some crawls (ClueWeb) end their lines in LF.
+    records = ArchiveIterator(_Salvaging(stream), parse_http=False, stream_detect=False)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except _READ_ERRORS as exc:
+            problem = f"file ends early or is corrupt after record {number}" if number else "not WARC"
+            out.quarantine(number + 1, f"{problem} ({exc}); the rest of it is lost", b"")
+            return
+        number += 1
+        if record.headers.get("Content-Length") is None:
+            out.quarantine(number, "record header is incomplete (no Content-Length): the file is "
+                                   "truncated or corrupt here; the rest of it is lost", b"")
+            return
+        if record.record_type & _PAGES and not _is_dns(record):
+            pages += 1
             try:
-                record = next(records)
-            except StopIteration:
-                break
-            except _READ_ERRORS as exc:
-                problem = f"file ends early or is corrupt after record {number}" if number else "not WARC"
-                out.quarantine(number + 1, f"{problem} ({exc}); the rest of it is lost", b"")
+                _read_record(record, number, limit, out)
+            except EOFError as exc:
+                out.quarantine(number, f"record is truncated: file ends early ({exc})", b"")
                 return
-            number += 1
-            if record.headers.get("Content-Length") is None:
-                out.quarantine(number, "record header is incomplete (no Content-Length): the file is "
-                                       "truncated or corrupt here; the rest of it is lost", b"")
-                return
-            if record.record_type & _PAGES and not _is_dns(record):
-                pages += 1
-                try:
-                    _read_record(record, number, limit, out)
-                except EOFError as exc:
-                    out.quarantine(number, f"record is truncated: file ends early ({exc})", b"")
-                    return
-                except (OSError, ValueError) as exc:
-                    out.quarantine(number, f"record cannot be read ({_short(exc)})", b"")
-            elif record.record_type == WarcRecordType.continuation:
-                pages += 1
-                out.quarantine(number, "segmented records (WARC continuation) are not supported", b"")
-            yield from out.flush()
+            except (OSError, ValueError) as exc:
+                out.quarantine(number, f"record cannot be read ({_short(exc)})", b"")
+        elif record.record_type == WarcRecordType.continuation:
+            pages += 1
+            out.quarantine(number, "segmented records (WARC continuation) are not supported", b"")
+        yield from out.flush()
     if number == 0:
         out.quarantine(None, "empty file", b"")
     elif pages == 0:
@@ -90,7 +91,7 @@ def _is_dns(record: WarcRecord) -> bool:
     return (record.headers.get("WARC-Target-URI") or "").startswith("dns:")
 
 
-def _read_record(record: WarcRecord, number: int, limit: int, out: _BatchBuilder) -> None:
+def _read_record(record: WarcRecord, number: int, limit: int, out: BatchBuilder) -> None:
     """Add one page record as a document, or quarantine it saying why it is not one."""
     record_id = (record.record_id or "").strip("<>")
     doc_id = record_id or out.derived_id(number)
@@ -188,18 +189,17 @@ class _Salvaging:
         return self.position
 
 
-def read_html(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[ReadBatch]:
+def read_html(stream: IO[bytes], piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
     """One HTML file, one document: its raw HTML, decoded as a browser would, for ``html_to_text``."""
     limit = int(spec.max_doc_mb * (1 << 20))
-    with _open(chunk) as stream:
-        try:
-            data = stream.read(limit + 1)
-            if len(data) > limit:
-                out.drop_too_large(chunk.name, len(data) + _remaining(stream))
-                return
-        except _READ_ERRORS as exc:
-            out.quarantine(None, f"file ends early or is corrupt ({exc})", b"")
+    try:
+        data = stream.read(limit + 1)
+        if len(data) > limit:
+            out.drop_too_large(piece.name, len(data) + _remaining(stream))
             return
+    except _READ_ERRORS as exc:
+        out.quarantine(None, f"file ends early or is corrupt ({exc})", b"")
+        return
     if not data:
         out.quarantine(None, "empty file", b"")
         return
@@ -207,7 +207,7 @@ def read_html(chunk: Chunk, spec: InputSpec, out: _BatchBuilder) -> Iterator[Rea
     if text is None:
         out.quarantine(None, why, data)
         return
-    out.add(chunk.name, text, {"content_type": "text/html"})
+    out.add(piece.name, text, {"content_type": "text/html"})
     yield from out.flush()
 
 

@@ -1,45 +1,42 @@
-"""Writers: sharded outputs committed atomically, and completion markers for resume.
+"""Writers: sharded outputs under attempt-unique names, committed by the unit's marker.
 
-A shard is written under a temporary name and renamed when complete, so a reader (or a resumed
-run) never takes a half-written file for a finished one. A chunk's marker is written last, after
-all of its shards are in place: a chunk without a marker is redone from scratch on resume.
+Object stores have no rename, so a shard is streamed straight to its final name, which carries the
+attempt's id (``<unit>-<attempt>-0003.parquet``); two attempts at one unit never write the same
+name. The unit's marker, written last in one put, lists the shards of the attempt that finished:
+it is the commit. Readers of intermediate data take only the shards a marker lists, and at the end
+of a run whatever no marker lists (the leftovers of failed attempts) is removed, so the finished
+output holds no temporary objects.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-import os
-from pathlib import Path
+import io
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llmray.ops.base import TEXT
+from llmray.io.storage import Storage
+from llmray.schema import TEXT
 
-TMP_SUFFIX = ".tmp"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+ROW_GROUP_ROWS = 64 << 10
 
 
 class ShardWriter:
-    """Writes tables for one chunk as ``{prefix}-{k:04d}.{ext}`` shards of about ``shard_bytes`` text."""
+    """Tables of one unit as ``{prefix}-{k:04d}.{ext}`` shards of about ``shard_bytes`` of text."""
 
-    def __init__(self, directory: Path, prefix: str, fmt: str = "parquet", shard_bytes: int = 128 << 20):
-        self.directory, self.prefix, self.fmt, self.shard_bytes = directory, prefix, fmt, shard_bytes
+    def __init__(self, storage: Storage, prefix: str, fmt: str = "parquet", shard_bytes: int = 128 << 20,
+                 compression: str = "zstd"):
+        self.storage, self.prefix, self.fmt, self.shard_bytes = storage, prefix, fmt, shard_bytes
+        self.compression = compression
         self.ext = "parquet" if fmt == "parquet" else "jsonl.gz"
-        self.index = 0
-        self.rows = 0
+        self.shards: list[dict[str, Any]] = []
         self._writer: Any = None
-        self._tmp: Path | None = None
-        self._bytes = 0
-        self.paths: list[Path] = []
+        self._stream: Any = None
+        self._name = ""
+        self._rows = self._bytes = 0
 
     def write(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -49,64 +46,65 @@ class ShardWriter:
         if self.fmt == "parquet":
             if table.schema != self._writer.schema:
                 table = table.cast(self._writer.schema)
-            self._writer.write_table(table, row_group_size=64 << 10)
+            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
         else:
             for record in table.to_pylist():
                 self._writer.write(orjson.dumps(record) + b"\n")
-        self.rows += table.num_rows
+        self._rows += table.num_rows
         self._bytes += table.column(TEXT).nbytes if TEXT in table.column_names else table.nbytes
         if self._bytes >= self.shard_bytes:
-            self._commit()
+            self._finish_shard()
 
     def _open(self, schema: pa.Schema) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.directory / f"{self.prefix}-{self.index:04d}.{self.ext}"
-        self._tmp = final.with_name(final.name + TMP_SUFFIX)
+        self._name = f"{self.prefix}-{len(self.shards):04d}.{self.ext}"
+        self._stream = self.storage.open_write(self._name)
         if self.fmt == "parquet":
             others = [path for field in schema if field.name != TEXT for path in _leaf_paths(field.name, field.type)]
             # No dictionary attempt and no min/max for the text: it is unique and long (a footer
             # would hold two whole documents per row group).
-            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd", use_dictionary=others,
-                                            write_statistics=others)
+            self._writer = pq.ParquetWriter(self._stream, schema, compression=self.compression,
+                                            use_dictionary=others, write_statistics=others)
         else:
-            self._writer = gzip.open(self._tmp, "wb", compresslevel=5)
+            self._writer = gzip.GzipFile(fileobj=self._stream, mode="wb", compresslevel=5)
 
-    def _commit(self) -> None:
-        if self._writer is None or self._tmp is None:
+    def _finish_shard(self) -> None:
+        if self._writer is None:
             return
         self._writer.close()
-        final = self._tmp.with_name(self._tmp.name[: -len(TMP_SUFFIX)])
-        os.replace(self._tmp, final)
-        self.paths.append(final)
-        self._writer, self._tmp, self._bytes = None, None, 0
-        self.index += 1
+        self._stream.close()
+        self.shards.append({"path": self._name, "rows": self._rows})
+        self._writer = self._stream = None
+        self._rows = self._bytes = 0
 
-    def close(self) -> list[Path]:
-        self._commit()
-        return self.paths
+    def close(self) -> list[dict[str, Any]]:
+        """Finish the last shard; return every shard written: ``{"path", "rows"}``."""
+        self._finish_shard()
+        return self.shards
 
 
 class JsonlWriter:
-    """Small line-oriented outputs (quarantine): one file per chunk, committed on close."""
+    """Small line-oriented outputs (quarantine): one object per unit, written at close in one put."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._file: Any = None
+    def __init__(self, storage: Storage, name: str):
+        self.storage, self.name = storage, name
+        self._buffer: io.BytesIO | None = None
+        self.rows = 0
 
     def write(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path.with_name(self.path.name + TMP_SUFFIX), "wb")
+        if self._buffer is None:
+            self._buffer = io.BytesIO()
         for record in records:
-            self._file.write(orjson.dumps(record) + b"\n")
+            self._buffer.write(orjson.dumps(record) + b"\n")
+            self.rows += 1
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            os.replace(self._file.name, self.path)
-            self._file = None
+    def close(self) -> list[dict[str, Any]]:
+        if self._buffer is None:
+            return []
+        self.storage.put(self.name, self._buffer.getvalue())
+        self._buffer = None
+        return [{"path": self.name, "rows": self.rows}]
 
 
 def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
@@ -120,18 +118,3 @@ def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         return _leaf_paths(f"{name}.list.element", kind.value_type)
     return [name]
-
-
-def remove_partial(directories: list[Path], prefix: str) -> None:
-    """Delete whatever an interrupted attempt at a chunk left behind, finished shards included."""
-    for directory in directories:
-        if directory.is_dir():
-            for path in directory.glob(f"{prefix}-*"):
-                path.unlink()
-            for path in directory.glob(f"{prefix}.*"):
-                path.unlink()
-
-
-def write_marker(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(payload))

@@ -1,84 +1,149 @@
-"""The op contract: small classes that take and return Arrow tables.
+"""The step contract: small dataclasses that take and return Arrow tables.
 
-A job file's steps map one-to-one onto registered ops. Each op is a dataclass whose fields are its
-parameters (with the published defaults), so the job file, the Python API and ``--help`` share one
-source of truth. Ops never see Ray: the runner decides where and how often they run.
+A job file's steps map one-to-one onto registered steps. Each step is a dataclass whose fields are
+its parameters (with the published defaults), so the job file, the Python API, ``llmray ops`` and
+the JSON Schema share one source of truth, checked by :mod:`llmray.params` on construction.
 
-Three kinds:
-- ``MapOp``: rewrites columns of a batch, keeps every row (normalize, PII redaction, ...).
-- ``Filter``: decides per row; ``evaluate`` returns a reason code per row (``KEEP`` or an index into
-  ``reasons``). The base class splits the batch and names each drop ``"<op>.<rule>"``.
-- ``GlobalOp``: needs to see the whole corpus (deduplication); runs between row-local segments over
-  the parquet written by the previous segment.
+Three kinds, each saying what it does to the documents:
+
+- ``MapStep``: rewrites columns of a batch and keeps every row (normalize, PII redaction, ...).
+- ``FilterStep``: decides per row; ``evaluate`` returns a reason code per row (``KEEP`` or an index
+  into ``reasons``) and the base class names each drop ``"<step>.<rule>"``.
+- ``GlobalStep``: decides over the whole corpus (deduplication, mixing, a vocabulary). It reads what
+  its ``sidecar`` gathered from each unit as the segment before it wrote the data, ``decide``s with
+  tasks over those sidecars, and its ``applier`` (a filter) applies the decision in the segment
+  after it: the corpus is not rewritten by the global step itself.
+
+Every step is a Ray Data batch function: ``ds.map_batches(step, batch_format="pyarrow")`` (pandas
+and numpy batches work too). A map rewrites; a filter drops its rejects, or with ``annotate: true``
+keeps every row and writes the reason into a ``reason`` column. Steps never touch Ray themselves:
+the runner, or :mod:`llmray.data`, decides where they run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-if TYPE_CHECKING:
-    from llmray.pipeline.context import GlobalContext, GlobalResult
+from llmray import params
+from llmray.decisions import ChunkContext, Decision, GlobalContext, Sidecar
+from llmray.io.storage import Storage
+from llmray.schema import ID, REASON, TEXT
 
-TEXT = "text"
-ID = "id"
-SOURCE = "source"
 KEEP = -1
 
-_REGISTRY: dict[str, type[Op]] = {}
+_REGISTRY: dict[str, type[Step]] = {}
 
 
-def register(cls: type[Op]) -> type[Op]:
-    """Class decorator: make an op available to job files under ``cls.name``."""
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: make a step available to job files under ``cls.name``."""
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"two ops registered as {cls.name!r}")
+        raise ValueError(f"two steps registered as {cls.name!r}: {_REGISTRY[cls.name]} and {cls}")
     _REGISTRY[cls.name] = cls
     return cls
 
 
-def registry() -> dict[str, type[Op]]:
-    import llmray.ops.builtin  # noqa: F401  (registers the built-in ops)
-
+def registered() -> dict[str, type[Step]]:
+    """Every step registered so far (``llmray.ops.available`` also loads built-ins and plugins)."""
     return dict(_REGISTRY)
 
 
+def kind_of(cls: type) -> str:
+    return "filter" if issubclass(cls, FilterStep) else "global" if issubclass(cls, GlobalStep) else "map"
+
+
 @dataclasses.dataclass
-class Op:
+class Step:
     """Base of every step. Subclasses are dataclasses; their fields are the step's parameters."""
 
     name: ClassVar[str] = ""
     #: One line for ``llmray ops`` and the report.
     summary: ClassVar[str] = ""
+    #: False for steps that only read the documents to make a product (tokens, a vocabulary).
+    changes_documents: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        params.validate(self, self.name)
 
     def setup(self) -> None:
-        """Load heavy state (models, word lists). Called once per worker process before first use."""
+        """Load heavy state (models, word lists). Called once per process before first use."""
 
     def params(self) -> dict[str, Any]:
-        """The job-file parameters (fields with ``init=False`` hold runtime state, not parameters)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        """The parameters as a job file writes them."""
+        return {name: getattr(self, name) for name in params.fields(type(self))}
+
+    def begin_chunk(self, ctx: ChunkContext) -> None:
+        """Runner only: a new unit of data starts (steps with per-unit outputs or decisions)."""
+
+    def end_chunk(self) -> dict[str, Any]:
+        """Runner only: the unit is done; return what was written for it (``files``, counts)."""
+        return {}
+
+    def finish(self, output: Storage, products: dict[str, Any]) -> dict[str, Any]:
+        """Runner only: every unit is done; ``products`` adds up what ``end_chunk`` returned.
+        Returns figures for stats.json (and may write a product's index)."""
+        return {}
+
+    def on(self, text: str = TEXT, id: str = ID) -> _Renamed:  # noqa: A002
+        """This step as a batch function for data whose text (and id) columns have other names."""
+        return _Renamed(self, {text: TEXT, id: ID})
+
+    def __call__(self, batch: Any) -> Any:
+        """Ray Data batch function: a batch in any of Ray's formats, returned in the same format."""
+        table, kind = to_arrow(batch)
+        self.setup()
+        return from_arrow(self.transform(table), kind)
+
+    def transform(self, table: pa.Table) -> pa.Table:
+        raise NotImplementedError
 
 
 @dataclasses.dataclass
-class MapOp(Op):
-    """Rewrites columns; the row count never changes."""
+class MapStep(Step):
+    """Rewrites columns of every row. A row it cannot rewrite (no main text in a page) may be
+    dropped with one of ``reasons``: ``map`` then also returns a reason code per row."""
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    reasons: ClassVar[tuple[str, ...]] = ()
+
+    def map(self, table: pa.Table) -> pa.Table | tuple[pa.Table, np.ndarray]:
         raise NotImplementedError
+
+    def reason_names(self) -> list[str]:
+        return [f"{self.name}.{rule}" for rule in self.reasons]
+
+    def map_rows(self, table: pa.Table) -> tuple[pa.Table, np.ndarray | None]:
+        """(the rewritten rows, reason codes or None when every row was rewritten)."""
+        out = self.map(table)
+        out, codes = out if isinstance(out, tuple) else (out, None)
+        if out.num_rows != table.num_rows:
+            raise RuntimeError(f"{self.name} is a map step but changed the row count "
+                               f"({table.num_rows} -> {out.num_rows})")
+        if codes is not None and (codes == KEEP).all():
+            codes = None
+        return out, codes
 
     def counters(self) -> dict[str, int]:
         """Counts gathered since the last call (e.g. PII redactions), then reset. Optional."""
         return {}
 
+    def transform(self, table: pa.Table) -> pa.Table:
+        if REASON in table.column_names and table.column(REASON).null_count < table.num_rows:
+            return _on_live_rows(table, self.transform)
+        out, codes = self.map_rows(table)
+        return out if codes is None else out.filter(pa.array(codes == KEEP))
+
 
 @dataclasses.dataclass
-class Filter(Op):
+class FilterStep(Step):
     """Decides per row. Subclasses implement ``evaluate`` and list their rule names in ``reasons``."""
 
     reasons: ClassVar[tuple[str, ...]] = ()
+    #: Keep every row and write the drop reason into a ``reason`` column instead (for tuning).
+    annotate: bool = dataclasses.field(default=False, kw_only=True)
 
     def evaluate(self, table: pa.Table) -> np.ndarray:
         """Return an int array, one entry per row: ``KEEP`` (-1) or the index of the failed rule."""
@@ -87,31 +152,113 @@ class Filter(Op):
     def reason_names(self) -> list[str]:
         return [f"{self.name}.{rule}" for rule in self.reasons]
 
-    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
-        """Apply the decision: (kept rows, dropped rows, reason code of each dropped row)."""
+    def codes(self, table: pa.Table) -> np.ndarray:
         codes = np.asarray(self.evaluate(table), dtype=np.int16)
         if len(codes) != table.num_rows:
             raise RuntimeError(f"{self.name}: evaluate returned {len(codes)} codes for {table.num_rows} rows")
+        return codes
+
+    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
+        """Apply the decision: (kept rows, dropped rows, reason code of each dropped row)."""
+        codes = self.codes(table)
         keep = codes == KEEP
         if keep.all():
             return table, table.slice(0, 0), codes[:0]
         mask = pa.array(keep)
         return table.filter(mask), table.filter(pc.invert(mask)), codes[~keep]
 
+    def transform(self, table: pa.Table) -> pa.Table:
+        if not self.annotate:
+            if REASON in table.column_names:
+                return _on_live_rows(table, lambda live: self.split(live)[0], keep_dead=True)
+            return self.split(table)[0]
+        earlier = table.column(REASON) if REASON in table.column_names else None
+        live = (earlier.is_null().to_numpy(zero_copy_only=False) if earlier is not None
+                else np.ones(table.num_rows, bool))
+        codes = np.full(table.num_rows, KEEP, np.int32)
+        if live.any():
+            codes[live] = self.codes(table.filter(pa.array(live)) if not live.all() else table)
+        names = pa.array(self.reason_names(), pa.string())
+        column = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes == KEEP), names).cast(pa.string())
+        if earlier is None:
+            return table.append_column(REASON, column)
+        merged = pc.if_else(earlier.is_null(), column, earlier)
+        return table.set_column(table.schema.get_field_index(REASON), REASON, merged)
+
 
 @dataclasses.dataclass
-class GlobalOp(Op):
-    """Sees the whole corpus: reads the previous segment's parquet, writes the kept rows."""
+class GlobalStep(Step):
+    """Decides over the whole corpus; see the module docstring for sidecar, decide and applier."""
 
-    #: Reason names this op can report, for the docs and the report.
+    #: Reason names this step can report, for the docs and the report.
     reasons: ClassVar[tuple[str, ...]] = ()
 
-    def run(self, ctx: GlobalContext) -> GlobalResult:
+    #: Can share a group with global steps before it, taking their decisions into account itself
+    #: (dedup steps); otherwise it starts a group of its own, after those decisions are applied.
+    composes: ClassVar[bool] = False
+
+    def sidecar(self, fine: int = 1) -> Sidecar | None:
+        """A per-unit collector of what ``decide`` needs (signatures, hashes, byte counts); ``fine``
+        is how many parts an exchanged sidecar is cut into."""
+        return None
+
+    def decide(self, ctx: GlobalContext) -> Decision:
         raise NotImplementedError
 
+    def applier(self, decision: Decision) -> FilterStep | None:
+        """The filter that applies a decision to each unit (None: the step drops nothing)."""
+        return None
 
-def text_column(table: pa.Table) -> pa.Array:
-    """The text column as one contiguous StringArray (large_string is cast down only when it fits)."""
-    col = table.column(TEXT)
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    return arr
+    def transform(self, table: pa.Table) -> pa.Table:
+        raise TypeError(f"{self.name} sees the whole corpus: use llmray.data.apply(ds, step), not map_batches")
+
+
+# -- batch formats -------------------------------------------------------------------------------
+
+def to_arrow(batch: Any) -> tuple[pa.Table, str]:
+    """A Ray Data batch (Arrow table, pandas DataFrame or dict of numpy arrays) as a table."""
+    if isinstance(batch, pa.Table):
+        return batch, "pyarrow"
+    if isinstance(batch, dict):
+        return pa.table({k: pa.array(list(v) if getattr(v, "dtype", None) is np.dtype(object) else v)
+                         for k, v in batch.items()}), "numpy"
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas comes with ray[data]
+        pd = None
+    if pd is not None and isinstance(batch, pd.DataFrame):
+        return pa.Table.from_pandas(batch, preserve_index=False), "pandas"
+    raise TypeError(f"expected a pyarrow.Table, a pandas.DataFrame or a dict of arrays, got {type(batch).__name__}")
+
+
+def from_arrow(table: pa.Table, kind: str) -> Any:
+    if kind == "pyarrow":
+        return table
+    if kind == "pandas":
+        return table.to_pandas()
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def _on_live_rows(table: pa.Table, fn: Any, keep_dead: bool = True) -> pa.Table:
+    """Apply ``fn`` to the rows without a reason; rows already rejected follow unchanged."""
+    live = table.column(REASON).is_null()
+    out = fn(table.filter(live))
+    dead = table.filter(pc.invert(live))
+    return pa.concat_tables([out, dead.cast(out.schema)]) if keep_dead and dead.num_rows else out
+
+
+class _Renamed:
+    """A step applied to data whose text and id columns have other names."""
+
+    def __init__(self, step: Step, renames: dict[str, str]):
+        self.step, self.renames = step, {k: v for k, v in renames.items() if k != v}
+
+    def __call__(self, batch: Any) -> Any:
+        table, kind = to_arrow(batch)
+        forward = {**{v: f"__llmray_{v}" for v in self.renames.values() if v in table.column_names},
+                   **self.renames}
+        back = {v: k for k, v in forward.items()}
+        table = table.rename_columns([forward.get(c, c) for c in table.column_names])
+        self.step.setup()
+        out = self.step.transform(table)
+        return from_arrow(out.rename_columns([back.get(c, c) for c in out.column_names]), kind)

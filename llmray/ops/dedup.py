@@ -1,28 +1,96 @@
 """Deduplication steps: exact copies and near duplicates (MinHash LSH), over the whole corpus.
 
-Both are global steps: they read the previous segment's parquet, find groups of duplicates with Ray
-tasks (see :mod:`llmray.dedup`), keep one document per group by the ``keep`` rule and drop the rest
-with the reason ``<step>.duplicate``.
+Both are global steps. As the segment before them writes the data, their sidecars take what they
+need from the text (128-bit hashes; MinHash band keys): the text is read once for both. Their
+stages (see :mod:`llmray.dedup`) find groups of duplicates and keep one document per group by the
+``keep`` rule; the next segment drops the rest with the reason ``<step>.duplicate`` (rejects name
+the document kept in their place, ``duplicate_of``). Several dedup steps in a row look at the same
+data and each ignores what the ones before it drop, as if each had run on the output of the last.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from llmray.decisions import ChunkContext, Decision, GlobalContext
+from llmray.dedup.exact import HashSidecar
 from llmray.dedup.keep import KeepRule
-from llmray.dedup.signatures import SketchSpec, lsh_params
-from llmray.dedup.workflow import Layout, run_exact, run_minhash
-from llmray.ops.base import GlobalOp, register
-from llmray.pipeline.context import GlobalContext, GlobalResult
+from llmray.dedup.signatures import SignatureSidecar, SketchSpec, lsh_params
+from llmray.dedup.workflow import Layout, decide_exact, decide_minhash
+from llmray.io import exchange
+from llmray.ops.base import KEEP, FilterStep, GlobalStep, register
+from llmray.schema import DUPLICATE_OF, ROW
 
 #: Shingle length when ``ngram`` is not given: words, characters.
 DEFAULT_NGRAM = {"word": 5, "char": 9}
 
 
+@dataclasses.dataclass
+class DropDuplicates(FilterStep):
+    """Applies a dedup decision: drops the rows of each unit that the decision names."""
+
+    name: ClassVar[str] = "duplicates"
+    step: str = ""
+    decision_dir: str = ""
+    senders: int = 0
+    _rows: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def reason_names(self) -> list[str]:
+        return [f"{self.step}.duplicate"]
+
+    def begin_chunk(self, ctx: ChunkContext) -> None:
+        senders = [f"{self.decision_dir}/{i:05d}" for i in range(self.senders)]
+        table = exchange.gather_tables(ctx.work, senders, ctx.index)
+        if table is None:
+            self._rows = pa.table({"row": pa.array([], pa.int64()), DUPLICATE_OF: pa.array([], pa.string())})
+        else:
+            self._rows = table.sort_by("row")
+
+    def evaluate(self, table: pa.Table) -> np.ndarray:
+        drop = pc.is_in(table.column(ROW), value_set=self._rows.column("row")).to_numpy(zero_copy_only=False)
+        return np.where(drop, 0, KEEP).astype(np.int16)
+
+    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
+        kept, dropped, codes = super().split(table)
+        if dropped.num_rows:
+            at = pc.index_in(dropped.column(ROW), value_set=self._rows.column("row"))
+            dropped = dropped.append_column(DUPLICATE_OF, self._rows.column(DUPLICATE_OF).take(at))
+        return kept, dropped, codes
+
+
+@dataclasses.dataclass
+class _Dedup(GlobalStep):
+    reasons: ClassVar[tuple[str, ...]] = ("duplicate",)
+    composes: ClassVar[bool] = True
+    keep: str = "smallest_id"
+    write_clusters: bool = False
+    #: Partitions of the exchanges; default: one per ~64 MB exchanged, at least one per CPU.
+    #: Changes where the work runs, never which documents are kept.
+    partitions: int | None = None
+
+    def layout(self, **options: Any) -> Layout:
+        return Layout(partitions=self.partitions, **options)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._rule = KeepRule.parse(self.keep)
+
+    def applier(self, decision: Decision) -> FilterStep:
+        return DropDuplicates(step=decision.step, decision_dir=decision.payload["dir"],
+                              senders=decision.payload["senders"])
+
+    def clusters(self, ctx: GlobalContext) -> str | None:
+        return f"clusters/{ctx.stage.replace('#', '-')}" if self.write_clusters else None
+
+
 @register
 @dataclasses.dataclass
-class ExactDedup(GlobalOp):
+class ExactDedup(_Dedup):
     """Drops copies of the same text, keeping one document per group.
 
     With ``normalize`` (the default) texts are compared as word sequences: case of ASCII letters,
@@ -35,21 +103,18 @@ class ExactDedup(GlobalOp):
 
     name: ClassVar[str] = "exact_dedup"
     summary: ClassVar[str] = "drop exact copies (normalized text hash), keep one per group"
-    reasons: ClassVar[tuple[str, ...]] = ("duplicate",)
     normalize: bool = True
-    keep: str = "smallest_id"
-    write_clusters: bool = False
 
-    def __post_init__(self) -> None:
-        self._rule = KeepRule.parse(self.keep)
+    def sidecar(self, fine: int = 1) -> HashSidecar:
+        return HashSidecar(self.normalize, fine)
 
-    def run(self, ctx: GlobalContext) -> GlobalResult:
-        return run_exact(ctx, self.normalize, self._rule, self.write_clusters, self.name)
+    def decide(self, ctx: GlobalContext) -> Decision:
+        return decide_exact(ctx, self._rule, self.clusters(ctx), self.layout())
 
 
 @register
 @dataclasses.dataclass
-class MinhashDedup(GlobalOp):
+class MinhashDedup(_Dedup):
     """Drops near duplicates: documents whose shingle sets have Jaccard similarity about ``threshold``
     or more, found with MinHash LSH, joined transitively, one kept per component.
 
@@ -77,7 +142,6 @@ class MinhashDedup(GlobalOp):
 
     name: ClassVar[str] = "minhash_dedup"
     summary: ClassVar[str] = "drop near duplicates (MinHash LSH on word 5-grams), keep one per cluster"
-    reasons: ClassVar[tuple[str, ...]] = ("duplicate",)
     shingle: Literal["word", "char"] = "word"
     ngram: int | None = None
     num_perm: int = 128
@@ -86,12 +150,10 @@ class MinhashDedup(GlobalOp):
     rows: int | None = None
     seed: int = 42
     verify: bool = False
-    keep: str = "smallest_id"
-    write_clusters: bool = False
     local_components_max_edges: int = Layout.local_components_max_edges
 
     def __post_init__(self) -> None:
-        self._rule = KeepRule.parse(self.keep)
+        super().__post_init__()
         self._spec = self.sketch_spec()
 
     def sketch_spec(self) -> SketchSpec:
@@ -115,7 +177,9 @@ class MinhashDedup(GlobalOp):
             raise ValueError(f"bands x rows must equal num_perm: {bands} x {rows} != {self.num_perm}")
         return SketchSpec(self.num_perm, ngram, self.shingle == "char", self.seed, bands, rows)
 
-    def run(self, ctx: GlobalContext) -> GlobalResult:
-        layout = Layout(local_components_max_edges=self.local_components_max_edges)
-        return run_minhash(ctx, self._spec, self.threshold, self.verify, self._rule, self.write_clusters,
-                           self.name, layout)
+    def sidecar(self, fine: int = 1) -> SignatureSidecar:
+        return SignatureSidecar(self._spec, fine, self.verify)
+
+    def decide(self, ctx: GlobalContext) -> Decision:
+        layout = self.layout(local_components_max_edges=self.local_components_max_edges)
+        return decide_minhash(ctx, self._spec, self.threshold, self.verify, self._rule, self.clusters(ctx), layout)

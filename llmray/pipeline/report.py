@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import html
 import io
-from pathlib import Path
 from typing import Any
+
+from llmray.io.storage import Storage
 
 
 def _figure_png(fig: Any) -> str:
@@ -115,7 +116,5 @@ across {stats["nodes"]} node(s), plus {stats["startup_s"]:.2f} s to start Ray.</
 </body></html>"""
 
 
-def write_report(stats: dict[str, Any], path: Path) -> None:
-    from llmray.io.writers import atomic_write_text
-
-    atomic_write_text(path, render(stats))
+def write_report(stats: dict[str, Any], storage: Storage, name: str = "report.html") -> None:
+    storage.put(name, render(stats).encode())

@@ -1,19 +1,23 @@
-"""Runs a job: plan chunks, run segments of row-local ops as Ray tasks, global ops in between.
+"""Runs a job: plan the units, run each segment as one task per unit, decide the global steps between.
 
-The steps are cut at every ``GlobalOp`` (deduplication, tokenization) into segments. A segment
-runs one Ray Data task per input chunk (read -> ops -> sharded write), streaming, with a completion
-marker per chunk; a global op reads the previous segment's parquet and writes its own. The driver
-only ever holds per-chunk counters, never documents.
+The steps are cut into segments at the global steps (see :mod:`llmray.pipeline.plan`). A segment
+runs one task per unit (read -> steps -> sharded write, streaming, with a commit marker per unit)
+through the engine; a global step decides from what the segment before it gathered and the next
+segment applies the decision, so the corpus is written at most twice: once between the segments
+around the global steps, once into ``data/``. The driver holds one entry per unit (its key and
+document count) and the running totals, never documents.
 
-Output directory layout::
+Output layout (a local directory or any fsspec URL)::
 
     data/        the kept documents (parquet or jsonl.gz shards)
     rejects/     dropped documents with their reason (when output.rejects)
     quarantine/  unreadable records with file, line and error
+    clusters/    duplicate clusters (with write_clusters);  tokens/, tokenizer/ (tokenize steps)
     stats.json   counts that reconcile: docs_in == docs_out + sum(dropped) + quarantined
     report.html  the same, readable, with plots
     job.json     the resolved job, for resume and for the record
-    _progress/   completion markers;  _work/  intermediate data between segments
+    _progress/   the plan, one commit marker per unit and segment, global decisions
+    _work/       intermediate data between segments and global-step scratch (or --work-dir)
 """
 
 from __future__ import annotations
@@ -21,23 +25,27 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import shutil
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from llmray.config import InputSpec, JobSpec
+from llmray.config import JobSpec
+from llmray.decisions import Decision, GlobalContext, Unit
 from llmray.errors import UserError
 from llmray.io.readers import Chunk, plan_chunks
-from llmray.io.writers import atomic_write_text, write_marker
-from llmray.ops.base import GlobalOp, Op
+from llmray.io.specs import InputSpec
+from llmray.io.storage import Storage
+from llmray.ops.base import GlobalStep
 from llmray.pipeline import stats as st
-from llmray.pipeline.context import GlobalContext, GlobalResult
-from llmray.pipeline.segment import SegmentPlan, run_chunk
+from llmray.pipeline.engine import Engine
+from llmray.pipeline.plan import Segment, fine_parts, plan_segments
+from llmray.pipeline.report import write_report
+from llmray.pipeline.segment import SegmentPlan, marker_path, run_unit
 
 OWNED = ("data", "rejects", "quarantine", "_progress", "_work", "clusters", "tokens", "tokenizer",
          "stats.json", "report.html", "job.json")
+#: Output folders whose files are committed by unit markers (anything else in them is a leftover).
+COMMITTED = ("data", "rejects", "quarantine", "tokens")
 
 
 @dataclasses.dataclass
@@ -46,234 +54,233 @@ class RunOptions:
     num_cpus: int | None = None
     overwrite: bool = False
     progress: bool = True
+    max_retries: int = 3
+
+
+@dataclasses.dataclass
+class _UnitState:
+    key: str
+    docs: int
+    attempt: str
+    files: list[str]
 
 
 def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
     """Run a job to completion (or resume it) and return its stats."""
     options = options or RunOptions()
-    out = Path(spec.output.path)
-    chunks = [c for i, inp in enumerate(spec.inputs) for c in plan_chunks(inp, i)]
-    finished = _finished_stats(out, spec)
+    output = Storage(spec.output.path, spec.output.storage_options)
+    # A work location of the user's own may serve several runs: each job gets a folder of its own.
+    work = (Storage(spec.output.work_dir, spec.output.storage_options).child(f"llmray-{spec.fingerprint()}")
+            if spec.output.work_dir else output.child("_work"))
+    finished = _finished_stats(output, spec)
     if finished and not options.overwrite:
-        return finished
-    _prepare_output(out, spec, options.overwrite)
-    from llmray import cluster
+        if options.progress:
+            print(f"{output.url} already holds this job's finished output: nothing to do "
+                  f"(--overwrite runs it again)", file=sys.stderr)
+        return {**finished, "already_complete": True}
+    _prepare_output(output, work, spec, options.overwrite)
+    from llmray import cluster, kernels
 
     startup_s = cluster.connect(options.address, options.num_cpus)
+    kernels.compile_all()
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    segments = _segments(spec.steps)
+    num_cpus = cluster.cpu_count()
+    engine = Engine(num_cpus, options.max_retries)
+    chunks, skipped = _plan(output, spec, num_cpus)
+    segments = plan_segments(spec.steps, spec.output.format)
+    fine = fine_parts(sum(c.est_bytes for c in chunks))
     total = st.new_counts()
     stage_order = ["read"]
-    source: list[Chunk] = chunks
-    work = out / "_work"
-    global_details: dict[str, Any] = {}
-    for k, (ops, global_op) in enumerate(segments):
-        last = k == len(segments) - 1
-        names = _stage_names(ops, stage_order)
-        stage_order += names
+    decisions: list[Decision] = []
+    details: dict[str, Any] = {}
+    products: dict[str, dict[str, Any]] = {}
+    units: list[_UnitState] = []
+    committed: list[str] = []
+    for segment in segments:
+        appliers = [(name, step.applier(d)) for (name, step), d in
+                    zip(_previous_group(segments, segment), decisions, strict=True)]
+        steps = [(name, a) for name, a in appliers if a is not None] + segment.steps
+        stage_order += [name for name, _ in steps if name not in stage_order]
         plan = SegmentPlan(
-            index=k, ops=ops, stage_names=names,
-            data_dir=out / "data" if last else work / f"s{k}",
-            progress_dir=out / "_progress" / f"s{k}",
-            quarantine_dir=out / "quarantine",
-            rejects_dir=out / "rejects" if spec.output.rejects else None,
-            output_format=spec.output.format if last else "parquet",
-            shard_bytes=int(spec.output.shard_mb * (1 << 20)),
-            inputs=spec.inputs if k == 0 else None,
-            is_last=last,
-        )
-        counts = _run_segment(plan, source, options.progress, label=_label(k, ops, global_op))
-        _fold_segment(total, counts, first=k == 0, last=last)
-        if global_op is None:
-            continue
-        stage_order.append(global_op.name)
-        result, g_counts = _run_global(global_op, k, plan.data_dir, out, spec, options)
-        global_details[global_op.name] = result.details
-        st.merge(total, g_counts)
-        source = _parquet_chunks(work / f"g{k}", prefix=f"g{k}")
+            index=segment.index, steps=[s for _, s in steps], stage_names=[n for n, _ in steps],
+            output=output, work=work, inputs=spec.inputs if segment.index == 0 else None,
+            previous=segment.index - 1 if segment.index else None, writes=segment.writes,
+            output_format=spec.output.format, shard_bytes=int(spec.output.shard_mb * (1 << 20)),
+            rejects=spec.output.rejects,
+            sidecars=[(f"g{segment.index}/{name.replace('#', '-')}", step) for name, step in segment.group],
+            fine=fine,
+            is_last=segment.writes == "output")
+        summaries: dict[str, dict[str, Any]] = {stem: {} for stem, _ in plan.sidecars}
+        units = _run_segment(plan, chunks if segment.index == 0 else units, engine, total, summaries, products,
+                             options.progress)
+        committed += [f for u in units for f in u.files]
+        decisions = []
+        for name, step in segment.group:
+            stage_order.append(name)
+            stem = f"g{segment.index}/{name.replace('#', '-')}"
+            decision = _decide(step, name, stem, segment.index, units, decisions, summaries[stem], fine, output,
+                               work, engine, total, options.progress)
+            details[name] = decision.details
+            decisions.append(decision)
+    for segment in segments:
+        for name, step in segment.steps:
+            if name in products or not step.changes_documents:
+                details[name] = step.finish(output, products.get(name, {}))
     wall_s = time.perf_counter() - started
-    stats = _finish(total, stage_order, spec, wall_s, startup_s, started_at, global_details)
-    shutil.rmtree(work, ignore_errors=True)
+    _sweep(output, committed)
+    stats = _finish(total, stage_order, spec, output, wall_s, startup_s, started_at, details, skipped)
+    work.delete_tree()
     return stats
 
 
-def _segments(steps: list[Op]) -> list[tuple[list[Op], GlobalOp | None]]:
-    """Cut the steps at each global op: [(row-local ops, the global op after them or None)]."""
-    segments: list[tuple[list[Op], GlobalOp | None]] = []
-    current: list[Op] = []
-    for op in steps:
-        if isinstance(op, GlobalOp):
-            segments.append((current, op))
-            current = []
+def _previous_group(segments: list[Segment], segment: Segment) -> list[tuple[str, GlobalStep]]:
+    return segments[segment.index - 1].group if segment.index else []
+
+
+def _plan(output: Storage, spec: JobSpec, num_cpus: int) -> tuple[list[Chunk], list[str]]:
+    """The units of the first segment: planned once, then read back on resume (a resumed run on
+    another number of CPUs keeps the same units)."""
+    from llmray.io.batch import Piece
+
+    if output.exists("_progress/plan.json"):
+        saved = output.get_json("_progress/plan.json")
+        chunks = [Chunk(c["key"], tuple(Piece(**p) for p in c["pieces"]), c["source"], c["input_index"],
+                        c["est_bytes"]) for c in saved["chunks"]]
+        return chunks, saved["skipped"]
+    chunks, skipped = plan_chunks(spec.inputs, num_cpus)
+    output.put_json("_progress/plan.json", {"chunks": [dataclasses.asdict(c) for c in chunks], "skipped": skipped})
+    return chunks, skipped
+
+
+def _run_segment(plan: SegmentPlan, sources: list[Chunk] | list[_UnitState], engine: Engine, total: dict,
+                 summaries: dict[str, dict[str, Any]], products: dict[str, dict[str, Any]],
+                 progress: bool) -> list[_UnitState]:
+    """Run every unit not yet committed; return each unit's state, in unit order."""
+    states: list[_UnitState | None] = [None] * len(sources)
+    todo = []
+    for index, source in enumerate(sources):
+        key = source.key
+        if plan.output.exists(plan.marker(key)):
+            _take(plan.output.get_json(plan.marker(key)), index, states, total, summaries, products)
         else:
-            current.append(op)
-    segments.append((current, None))
-    return segments
+            todo.append((key, index, source if isinstance(source, Chunk) else None))
+    bar = _progress_bar(len(sources), len(sources) - len(todo), _label(plan), progress)
+
+    def on_result(position: int, marker: dict[str, Any]) -> None:
+        _take(marker, todo[position][1], states, total, summaries, products)
+        bar.update(1)
+        bar.set_postfix_str(f"{total['docs_out']:,} kept / {total['docs_in']:,} read", refresh=False)
+
+    if todo:
+        engine.map(_run_task, todo, plan.stage_names[0] if plan.stage_names else "segment", shared=plan,
+                   on_result=on_result)
+    bar.close()
+    return [s for s in states if s is not None]
 
 
-def _stage_names(ops: list[Op], taken: list[str]) -> list[str]:
-    names = []
-    for op in ops:
-        name, n = op.name, 2
-        while name in taken or name in names:
-            name, n = f"{op.name}#{n}", n + 1
-        names.append(name)
-    return names
+def _run_task(plan: SegmentPlan, key: str, index: int, chunk: Chunk | None) -> dict[str, Any]:
+    import ray
 
-
-def _label(k: int, ops: list[Op], global_op: GlobalOp | None) -> str:
-    parts = [o.name for o in ops] or ["copy"]
-    return f"segment {k + 1}: " + " > ".join(parts)
-
-
-def _finished_stats(out: Path, spec: JobSpec) -> dict[str, Any] | None:
-    """The stats of a completed run of this same job in ``out``, if there is one."""
+    node = ray.get_runtime_context().get_node_id()
     try:
-        stats = json.loads((out / "stats.json").read_text())
+        return run_unit(key, index, chunk, plan, node_id=node)
+    except UserError:
+        raise
+    except Exception as exc:
+        where = chunk.url if chunk is not None else f"unit {key}"
+        raise RuntimeError(f"{where}: {type(exc).__name__}: {exc}") from exc
+
+
+def _take(marker: dict[str, Any], index: int, states: list, total: dict, summaries: dict, products: dict) -> None:
+    """Fold one committed unit into the run's totals."""
+    st.merge(total, marker["counts"])
+    for name, summary in marker["sidecars"].items():
+        st.merge(summaries[name], {k: v for k, v in summary.items() if k != "path"})
+    for stage, made in marker.get("products", {}).items():
+        st.merge(products.setdefault(stage, {}), made)
+    files = [f["path"] for f in marker["files"]["output"]]
+    states[index] = _UnitState(marker["key"], marker["docs"], marker["attempt"], files)
+
+
+def _decide(step: GlobalStep, name: str, scratch: str, segment: int, units: list[_UnitState],
+            earlier: list[Decision], summary: dict[str, Any], fine: int, output: Storage, work: Storage,
+            engine: Engine, total: dict, progress: bool) -> Decision:
+    """Run one global step's decision over the units (or read it back, on resume)."""
+    marker = f"_progress/{scratch}.json"
+    if output.exists(marker):
+        saved = output.get_json(marker)
+        decision = Decision(**saved["decision"])
+    else:
+        if progress:
+            print(f"{name}: deciding over {sum(u.docs for u in units):,} documents in {len(units):,} units ...",
+                  file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        starts, at = [], 0
+        for u in units:
+            starts.append(at)
+            at += u.docs
+        ctx = GlobalContext(
+            name=step.name, stage=name, engine=engine, data=work, work_dir=scratch, output=output,
+            units=[Unit(i, u.key, u.docs, s, marker_path(segment, u.key), f"{scratch}/side/{u.key}-{u.attempt}")
+                   for i, (u, s) in enumerate(zip(units, starts, strict=True))],
+            num_cpus=engine.num_cpus, summary={**summary, "fine": fine}, earlier=list(earlier))
+        decision = step.decide(ctx)
+        decision.details["wall_s"] = round(time.perf_counter() - started, 3)
+        output.put_json(marker, {"decision": dataclasses.asdict(decision)})
+    st.add_stage(total, name, 0, 0, 0, 0, decision.details.get("wall_s", 0.0))
+    for rule in step.reasons:  # a global step's reasons are listed even when it drops nothing
+        total["dropped"].setdefault(f"{step.name}.{rule}", 0)
+        total["dropped_bytes"].setdefault(f"{step.name}.{rule}", 0)
+    return decision
+
+
+def _label(plan: SegmentPlan) -> str:
+    if plan.index == 0:
+        return "reading and cleaning" if plan.steps else "reading"
+    return "applying decisions" if plan.writes else "writing products"
+
+
+def _finished_stats(output: Storage, spec: JobSpec) -> dict[str, Any] | None:
+    """The stats of a completed run of this same job in ``output``, if there is one."""
+    try:
+        stats = output.get_json("stats.json")
     except (OSError, ValueError):
         return None
     return stats if stats.get("fingerprint") == spec.fingerprint() and stats.get("accounting_ok") else None
 
 
-def _prepare_output(out: Path, spec: JobSpec, overwrite: bool) -> None:
-    job_file = out / "job.json"
+def _prepare_output(output: Storage, work: Storage, spec: JobSpec, overwrite: bool) -> None:
     if overwrite:
         for name in OWNED:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    elif job_file.exists():
-        previous = json.loads(job_file.read_text()).get("fingerprint")
+            output.delete_tree(name) if not name.endswith((".json", ".html")) else output.delete(name)
+        work.delete_tree()
+    elif output.exists("job.json"):
+        previous = output.get_json("job.json").get("fingerprint")
         if previous != spec.fingerprint():
-            raise UserError(f"{out} holds the output of a different job; pass --overwrite to replace it, "
+            raise UserError(f"{output.url} holds the output of a different job; pass --overwrite to replace it, "
                             f"or choose another --output")
-    elif out.is_dir() and any(out.iterdir()):
-        leftovers = [p.name for p in out.iterdir() if p.name in OWNED]
+    else:
+        leftovers = [name for name in output.listdir() if name in OWNED]
         if leftovers:
-            raise UserError(f"{out} already holds {', '.join(sorted(leftovers))} from another run; "
+            raise UserError(f"{output.url} already holds {', '.join(sorted(leftovers))} from another run; "
                             f"pass --overwrite to replace it, or choose another --output")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(job_file, json.dumps({"fingerprint": spec.fingerprint(), "job": spec.to_dict(),
-                                            "job_file": spec.source_file}, indent=2, default=str))
+    output.put_json("job.json", {"fingerprint": spec.fingerprint(), "job": spec.to_dict(),
+                                 "job_file": spec.source_file})
 
 
-def _run_segment(plan: SegmentPlan, chunks: list[Chunk], progress: bool, label: str) -> dict[str, Any]:
-    """Run every chunk not yet marked complete; return the segment's summed counts."""
-    total = st.new_counts()
-    todo = []
-    for chunk in chunks:
-        marker = plan.marker(chunk)
-        if marker.exists():
-            st.merge(total, json.loads(marker.read_text()))
-        else:
-            todo.append(chunk)
-    bar = _progress_bar(len(chunks), len(chunks) - len(todo), label, progress)
-    if todo:
-        import ray.data
-
-        items = [{"chunk": dataclasses.asdict(c)} for c in todo]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        # The one map below is the whole plan: Ray Data's per-operator reservation (half the CPUs
-        # kept for the input operator) would otherwise cap it at half the cluster. This dataset only.
-        ds.context.op_resource_reservation_enabled = False
-        ds = ds.map(_run_one, fn_args=(plan,), num_cpus=1)
-        for row in ds.iter_rows():
-            counts = json.loads(row["counts"])
-            st.merge(total, counts)
-            bar.update(1)
-            bar.set_postfix_str(f"{total['docs_out']:,} kept / {total['docs_in']:,} read", refresh=False)
-    bar.close()
-    return total
+def _sweep(output: Storage, committed: list[str]) -> None:
+    """Remove what failed attempts left in the committed folders: files no marker lists."""
+    keep = set(committed)
+    for folder in COMMITTED:
+        leftovers = [f for f in output.find(folder) if f not in keep and not f.split("/")[1].startswith("_")]
+        output.delete_many(leftovers)
 
 
-def _run_one(row: dict[str, Any], plan: SegmentPlan) -> dict[str, Any]:
-    import ray
-
-    chunk = Chunk(**row["chunk"])
-    node = ray.get_runtime_context().get_node_id()
-    try:
-        counts = run_chunk(chunk, plan, node_id=node)
-    except Exception as exc:
-        raise RuntimeError(f"{chunk.url} (chunk {chunk.key}): {type(exc).__name__}: {exc}") from exc
-    return {"counts": json.dumps(counts)}
-
-
-def _fold_segment(total: dict, counts: dict, first: bool, last: bool) -> None:
-    """Add one segment's counts to the run's: input-side totals come from the first segment,
-    output-side totals from the last, drops from all of them."""
-    part = dict(counts)
-    stages = dict(part.pop("stages"))
-    if not first:
-        for key in ("docs_in", "bytes_in", "quarantined", "length_in"):
-            part.pop(key)
-        _rename(stages, "read", "intermediate_io")
-        part["sources"] = {k: {"docs_out": v["docs_out"], "bytes_out": v["bytes_out"]}
-                           for k, v in part["sources"].items()}
-    if not last:
-        for key in ("docs_out", "bytes_out", "length_out"):
-            part.pop(key)
-        _rename(stages, "write", "intermediate_io")
-        part["sources"] = {k: {"docs_in": v["docs_in"], "bytes_in": v["bytes_in"]}
-                           for k, v in part["sources"].items()}
-    part["stages"] = stages
-    st.merge(total, part)
-
-
-def _rename(stages: dict, old: str, new: str) -> None:
-    if old in stages:
-        value = stages.pop(old)
-        if new in stages:
-            st.merge(stages[new], value)
-        else:
-            stages[new] = value
-
-
-def _run_global(op: GlobalOp, k: int, input_dir: Path, out: Path, spec: JobSpec,
-                options: RunOptions) -> tuple[GlobalResult, dict]:
+def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage, wall_s: float, startup_s: float,
+            started_at: str, details: dict, skipped: list[str]) -> dict[str, Any]:
     from llmray import cluster
 
-    marker = out / "_progress" / f"g{k}.json"
-    output_dir = out / "_work" / f"g{k}"
-    if marker.exists():
-        saved = json.loads(marker.read_text())
-        return GlobalResult(**saved["result"]), saved["counts"]
-    shutil.rmtree(output_dir, ignore_errors=True)
-    ctx = GlobalContext(
-        input_dir=input_dir, output_dir=output_dir, work_dir=out / "_work" / f"g{k}-scratch",
-        output_root=out, rejects_dir=out / "rejects" if spec.output.rejects else None,
-        num_cpus=cluster.cpu_count(),
-    )
-    if options.progress:
-        print(f"{op.name}: running over the whole corpus ...", file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    result = op.run(ctx)
-    wall_s = time.perf_counter() - started
-    if result.docs_in != result.docs_out + sum(result.dropped.values()):
-        raise RuntimeError(f"{op.name} lost documents: {result.docs_in} in, {result.docs_out} out, "
-                           f"{sum(result.dropped.values())} dropped")
-    counts: dict[str, Any] = {"dropped": dict(result.dropped), "dropped_bytes": {}, "stages": {op.name: {
-        "docs_in": result.docs_in, "docs_out": result.docs_out, "bytes_in": result.bytes_in,
-        "bytes_out": result.bytes_out, "wall_s": wall_s}}}
-    if result.bytes_in and result.dropped:
-        counts["dropped_bytes"] = {r: 0 for r in result.dropped}
-        counts["dropped_bytes"][next(iter(result.dropped))] = result.bytes_in - result.bytes_out
-    write_marker(marker, {"result": dataclasses.asdict(result), "counts": counts})
-    return result, counts
-
-
-def _parquet_chunks(directory: Path, prefix: str) -> list[Chunk]:
-    """A global step's output as chunks for the next segment (keys unique across segments)."""
-    files = sorted(directory.rglob("*.parquet")) if directory.is_dir() else []
-    return [Chunk(key=f"{prefix}-{i:05d}", url=str(p), name=p.name, format="parquet", compression=None,
-                  source="", input_index=0) for i, p in enumerate(files)]
-
-
-def _finish(total: dict, stage_order: list[str], spec: JobSpec, wall_s: float, startup_s: float,
-            started_at: str, global_details: dict) -> dict[str, Any]:
-    out = Path(spec.output.path)
     order = [s for s in stage_order + ["intermediate_io", "write"] if s in total["stages"]]
     stats: dict[str, Any] = {
         "docs_in": total["docs_in"], "docs_out": total["docs_out"],
@@ -288,36 +295,32 @@ def _finish(total: dict, stage_order: list[str], spec: JobSpec, wall_s: float, s
         "counters": total["counters"], "sources": total["sources"],
         "length_histogram": {"bins": "log2 of characters", "before": total["length_in"],
                              "after": total["length_out"]},
-        "nodes": len(total["nodes"]), "num_cpus": _cpus(),
+        "nodes": len(total["nodes"]), "num_cpus": cluster.cpu_count(),
         "retries": total["retries"],
-        "global_steps": global_details,
+        "global_steps": {k: v for k, v in details.items() if v},
+        "skipped_files": {"count": len(skipped), "examples": skipped[:10]},
         "started_at": started_at, "job_file": spec.source_file, "fingerprint": spec.fingerprint(),
     }
     problem = st.check_accounting(stats)
     stats["accounting_ok"] = problem is None
-    atomic_write_text(out / "stats.json", json.dumps(stats, indent=2))
-    from llmray.pipeline.report import write_report
-
-    write_report(stats, out / "report.html")
+    write_report(stats, output, "report.html")
+    output.put("stats.json", json.dumps(stats, indent=2).encode())
     if problem:
         raise RuntimeError(f"{problem}. This is a bug in llmray; stats.json holds the counts.")
     return stats
 
 
-def _cpus() -> int:
-    from llmray import cluster
-
-    return cluster.cpu_count()
-
-
-def _progress_bar(total: int, done: int, label: str, enabled: bool):
+def _progress_bar(total: int, done: int, label: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=done, desc=label, unit="chunk", disable=not enabled or None,
+    return tqdm(total=total, initial=done, desc=label, unit="unit", disable=not enabled or None,
                 file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
 
 
-def inputs_from_paths(paths: list[str], template: InputSpec) -> list[InputSpec]:
-    """``--input`` replaces the job's paths, keeping the first input's reading options."""
-    return [dataclasses.replace(template, paths=list(paths))]
-
+def inputs_from_paths(paths: list[str], spec: JobSpec) -> list[InputSpec]:
+    """``--input`` replaces the job's paths. A job of several sources has no single reading of the
+    new paths, so it is refused rather than guessed."""
+    if len(spec.inputs) > 1:
+        raise UserError(f"{spec.source_file} reads {len(spec.inputs)} sources; --input would replace all of them "
+                        f"with one: edit the job's input list instead")
+    return [dataclasses.replace(spec.inputs[0], paths=list(paths))]

@@ -1,16 +1,21 @@
-"""One chunk through a segment of row-local ops: read, apply each op, write, count.
+"""One unit of data through a segment of row-local steps: read, apply each step, write, count.
 
-This is the body of a Ray task; it knows nothing of Ray. Ops run on whole Arrow batches; the only
-per-row work in Python is the JSON parse in the reader. The returned counts are also written as the
-chunk's completion marker, so a resumed run can skip the chunk and still report exact totals.
+This is the body of a Ray task; it knows nothing of Ray. Steps run on whole Arrow batches. The
+first segment reads the user's input (one planned chunk); a later one reads the shards that the
+previous segment's marker for the same unit lists, numbering rows so that the appliers of global
+decisions know which rows to drop. As the segment writes its kept rows it feeds the sidecars of
+the global steps that follow (signatures, hashes), so those never read the text again.
+
+The unit's marker, written last, holds its counts (a resumed run adds them up instead of redoing
+the unit), every file the attempt wrote, and the sidecars' summaries: it is the commit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,111 +23,173 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from llmray.config import InputSpec
-from llmray.io.readers import TOO_LARGE, Chunk, ReadBatch, read_chunk
-from llmray.io.writers import JsonlWriter, ShardWriter, atomic_write_text, remove_partial, write_marker
-from llmray.ops.base import SOURCE, TEXT, Filter, MapOp, Op
+from llmray.decisions import ChunkContext
+from llmray.io.batch import TOO_LARGE, ReadBatch
+from llmray.io.readers import Chunk, read_chunk
+from llmray.io.specs import InputSpec
+from llmray.io.storage import Storage
+from llmray.io.writers import JsonlWriter, ShardWriter
+from llmray.ops.base import KEEP, FilterStep, GlobalStep, MapStep, Step
 from llmray.pipeline import stats as st
+from llmray.schema import DUPLICATE_OF, REASON, ROW, SOURCE, row_bytes, text_bytes
+
+READ_BATCH_ROWS = 8192
 
 
 @dataclasses.dataclass
 class SegmentPlan:
-    """What every chunk task of one segment needs, shipped once per task."""
+    """What every unit task of one segment needs, shipped once per task."""
 
     index: int
-    ops: list[Op]
+    steps: list[Step]
     stage_names: list[str]
-    data_dir: Path
-    progress_dir: Path
-    quarantine_dir: Path
-    rejects_dir: Path | None
+    output: Storage
+    work: Storage
+    #: The user's input (first segment), or None to read the previous segment's shards.
+    inputs: list[InputSpec] | None
+    previous: int | None
+    #: Where the kept rows go: "output" (data/), "work" (intermediate) or None (nothing changes).
+    writes: str | None
     output_format: str
     shard_bytes: int
-    #: The first segment reads the user's input (and counts docs_in); later ones read our parquet.
-    inputs: list[InputSpec] | None
-    #: The last segment's output is the run's output (docs_out, length histogram after).
+    rejects: bool
+    #: (file name stem, step) of the global steps that follow, whose sidecars this segment feeds,
+    #: cut into ``fine`` parts where they are exchanged.
+    sidecars: list[tuple[str, GlobalStep]]
+    fine: int
+    #: The last segment's kept rows are the run's output (docs_out, histogram, sources out).
     is_last: bool
 
-    def marker(self, chunk: Chunk) -> Path:
-        return self.progress_dir / f"{chunk.key}.json"
+    def marker(self, key: str) -> str:
+        return marker_path(self.index, key)
 
 
-_SET_UP: dict[int, list[Op]] = {}
+def marker_path(segment: int, key: str) -> str:
+    return f"_progress/s{segment}/{key}.json"
 
 
-def _ready_ops(plan: SegmentPlan) -> list[Op]:
-    """Ops with ``setup()`` done, once per worker process and segment: Ray reuses a worker process
-    for task after task, so a model loads once per worker."""
-    key = plan.index
-    if key not in _SET_UP or [o.params() for o in _SET_UP[key]] != [o.params() for o in plan.ops]:
-        for op in plan.ops:
-            op.setup()
-        _SET_UP[key] = plan.ops
-    return _SET_UP[key]
+_SET_UP: dict[tuple, Step] = {}
 
 
-def run_chunk(chunk: Chunk, plan: SegmentPlan, node_id: str = "") -> dict[str, Any]:
-    outputs = [plan.data_dir, plan.quarantine_dir] + ([plan.rejects_dir] if plan.rejects_dir else [])
-    remove_partial(outputs, chunk.key)
+def _ready(step: Step) -> Step:
+    """The step with ``setup()`` done, once per worker process for equal parameters: Ray reuses a
+    worker process for task after task, so a model loads once per worker."""
+    key = (type(step), repr(sorted(step.params().items(), key=lambda kv: kv[0])))
+    ready = _SET_UP.get(key)
+    if ready is None:
+        step.setup()
+        ready = _SET_UP[key] = step
+    return ready
+
+
+def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_id: str = "") -> dict[str, Any]:
+    """Run one unit through the segment; return its marker (also written as the commit)."""
+    attempt = uuid.uuid4().hex[:8]
+    attempts = f"_progress/s{plan.index}/attempts/{key}"
+    plan.output.put(f"{attempts}/{attempt}", b"")
     counts = st.new_counts()
     counts["nodes"] = [node_id] if node_id else []
-    counts["retries"] = _count_attempt(plan.progress_dir / f"{chunk.key}.attempts")
-    ops = _ready_ops(plan)
-    data = ShardWriter(plan.data_dir, chunk.key, plan.output_format, plan.shard_bytes)
-    rejects = ShardWriter(plan.rejects_dir, chunk.key, "parquet") if plan.rejects_dir else None
-    quarantine = JsonlWriter(plan.quarantine_dir / f"{chunk.key}.jsonl")
-    for batch, read_s in _timed(_batches(chunk, plan)):
+    steps = [_ready(s) for s in plan.steps]
+    ctx = ChunkContext(key=key, index=index, attempt=attempt, output=plan.output, work=plan.work)
+    for step in steps:
+        step.begin_chunk(ctx)
+    prefix = f"{key}-{attempt}"
+    target = plan.output if plan.writes == "output" else plan.work
+    data = (ShardWriter(target, f"data/{prefix}" if plan.writes == "output" else f"s{plan.index}/{prefix}",
+                        plan.output_format if plan.writes == "output" else "parquet", plan.shard_bytes,
+                        "zstd")
+            if plan.writes else None)
+    rejects = ShardWriter(plan.output, f"rejects/s{plan.index}-{prefix}") if plan.rejects else None
+    quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
+    sidecars = [(name, step.sidecar(plan.fine)) for name, step in plan.sidecars]
+    written = 0
+    for batch, read_s in _timed(_batches(key, chunk, plan)):
         table = batch.table
-        n_read = table.num_rows + len(batch.too_large) + sum(q["rows"] for q in batch.quarantined)
-        size_in = st.text_bytes(table) + sum(size for _, size in batch.too_large)
-        counts["docs_in"] += n_read
-        counts["bytes_in"] += size_in
-        counts["quarantined"] += n_read - table.num_rows - len(batch.too_large)
-        st.add_dropped(counts, TOO_LARGE, len(batch.too_large), sum(size for _, size in batch.too_large))
-        st.add_stage(counts, "read", n_read, table.num_rows, size_in, st.text_bytes(table), read_s)
-        quarantine.write(batch.quarantined)
         if plan.inputs is not None:
-            counts["length_in"] = st.merge(counts["length_in"], st.length_histogram(table))
-            source = _source(counts, chunk.source)
-            source["docs_in"] += n_read
-            source["bytes_in"] += size_in
-        for op, stage in zip(ops, plan.stage_names, strict=True):
-            table = _apply(op, stage, table, counts, rejects)
+            _count_read(counts, batch, read_s, chunk)
+            quarantine.write(batch.quarantined)
+        else:
+            size = text_bytes(table)
+            st.add_stage(counts, "intermediate_io", table.num_rows, table.num_rows, size, size, read_s)
+        for step, stage in zip(steps, plan.stage_names, strict=True):
+            table = _apply(step, stage, table, counts, rejects)
+        if ROW in table.column_names:
+            table = table.drop_columns([ROW])
         started = time.perf_counter()
-        data.write(table)
-        out_bytes = st.text_bytes(table)
-        st.add_stage(counts, "write", table.num_rows, table.num_rows, out_bytes, out_bytes,
-                     time.perf_counter() - started)
-        counts["docs_out"] += table.num_rows
-        counts["bytes_out"] += out_bytes
+        for _, sidecar in sidecars:
+            if sidecar is not None:
+                sidecar.add(table, written)
+        if data is not None:
+            data.write(table)
+        written += table.num_rows
+        out_bytes = text_bytes(table)
+        st.add_stage(counts, "write" if plan.is_last else "intermediate_io", table.num_rows, table.num_rows,
+                     out_bytes, out_bytes, time.perf_counter() - started)
         if plan.is_last:
+            counts["docs_out"] += table.num_rows
+            counts["bytes_out"] += out_bytes
             counts["length_out"] = st.merge(counts["length_out"], st.length_histogram(table))
             for name, docs, nbytes in _per_source(table):
                 source = _source(counts, name)
                 source["docs_out"] += docs
                 source["bytes_out"] += nbytes
-    data.close()
-    if rejects:
-        rejects.close()
-    quarantine.close()
-    write_marker(plan.marker(chunk), counts)
-    return counts
+    files: dict[str, list[dict[str, Any]]] = {"output": [], "work": []}
+    shards = data.close() if data is not None else []
+    files["output" if plan.writes == "output" else "work"] += shards
+    if rejects is not None:
+        files["output"] += rejects.close()
+    files["output"] += quarantine.close()
+    products: dict[str, Any] = {}
+    for step, stage in zip(steps, plan.stage_names, strict=True):
+        made = step.end_chunk()
+        files["output"] += made.pop("files", [])
+        if made:
+            products[stage] = made
+    summaries = {}
+    for name, sidecar in sidecars:
+        if sidecar is not None:
+            summaries[name] = sidecar.close(plan.work, f"{name}/side/{prefix}")
+    counts["retries"] = len(plan.output.listdir(attempts)) - 1
+    marker = {"key": key, "attempt": attempt, "docs": written, "counts": counts, "files": files,
+              "shards": {"store": plan.writes, "files": shards} if plan.writes else None,
+              "sidecars": summaries, "products": products}
+    plan.output.put_json(plan.marker(key), marker)
+    return marker
 
 
-def _count_attempt(path: Path) -> int:
-    """Record one more attempt at a chunk; return how many earlier attempts did not finish."""
-    earlier = int(path.read_text()) if path.exists() else 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, str(earlier + 1))
-    return earlier
-
-
-def _batches(chunk: Chunk, plan: SegmentPlan) -> Iterator[ReadBatch]:
+def _batches(key: str, chunk: Chunk | None, plan: SegmentPlan) -> Iterator[ReadBatch]:
     if plan.inputs is not None:
+        assert chunk is not None
         yield from read_chunk(chunk, plan.inputs[chunk.input_index])
         return
-    for batch in pq.ParquetFile(chunk.url).iter_batches(batch_size=8192, use_threads=False):
-        yield ReadBatch(pa.Table.from_batches([batch]), [], [])
+    assert plan.previous is not None
+    previous = plan.output.get_json(marker_path(plan.previous, key))
+    row = 0
+    if previous["shards"] is None:
+        raise RuntimeError(f"unit {key}: segment {plan.previous} wrote no data to read")
+    store = plan.output if previous["shards"]["store"] == "output" else plan.work
+    for shard in previous["shards"]["files"]:
+        with store.open_read(shard["path"]) as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False):
+                table = pa.Table.from_batches([batch])
+                rows = pa.array(np.arange(row, row + table.num_rows, dtype=np.int64))
+                row += table.num_rows
+                yield ReadBatch(table.append_column(ROW, rows), [], [])
+
+
+def _count_read(counts: dict, batch: ReadBatch, read_s: float, chunk: Chunk | None) -> None:
+    table = batch.table
+    n_read = table.num_rows + len(batch.too_large) + sum(q["rows"] for q in batch.quarantined)
+    size_in = text_bytes(table) + sum(size for _, size in batch.too_large)
+    counts["docs_in"] += n_read
+    counts["bytes_in"] += size_in
+    counts["quarantined"] += n_read - table.num_rows - len(batch.too_large)
+    st.add_dropped(counts, TOO_LARGE, len(batch.too_large), sum(size for _, size in batch.too_large))
+    st.add_stage(counts, "read", n_read, table.num_rows, size_in, text_bytes(table), read_s)
+    counts["length_in"] = st.merge(counts["length_in"], st.length_histogram(table))
+    source = _source(counts, chunk.source if chunk else "")
+    source["docs_in"] += n_read
+    source["bytes_in"] += size_in
 
 
 def _timed(batches: Iterator[ReadBatch]) -> Iterator[tuple[ReadBatch, float]]:
@@ -135,37 +202,45 @@ def _timed(batches: Iterator[ReadBatch]) -> Iterator[tuple[ReadBatch, float]]:
         yield batch, time.perf_counter() - started
 
 
-def _apply(op: Op, stage: str, table: pa.Table, counts: dict, rejects: ShardWriter | None) -> pa.Table:
+def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: ShardWriter | None) -> pa.Table:
     started = time.perf_counter()
-    size_in = st.text_bytes(table)
+    size_in = text_bytes(table)
     n_in = table.num_rows
     if n_in == 0:
         out = table
-    elif isinstance(op, Filter):
-        out, dropped, codes = op.split(table)
-        if dropped.num_rows:
-            names = np.array(op.reason_names(), dtype=object)[codes]
-            sizes = _row_bytes(dropped)
-            for reason in np.unique(names):
-                pick = names == reason
-                st.add_dropped(counts, str(reason), int(pick.sum()), int(sizes[pick].sum()))
-            if rejects is not None:
-                rejects.write(dropped.append_column("reason", pa.array(names.tolist(), pa.string())))
-    elif isinstance(op, MapOp):
-        out = op(table)
-        if out.num_rows != n_in:
-            raise RuntimeError(f"{op.name} is a map step but changed the row count ({n_in} -> {out.num_rows})")
-        for key, value in op.counters().items():
+    elif isinstance(step, FilterStep):
+        out, dropped, codes = step.split(table)
+        _drop(step, dropped, codes, counts, rejects)
+    elif isinstance(step, MapStep):
+        out, codes = step.map_rows(table)
+        if codes is not None:
+            keep = pa.array(codes == KEEP)
+            out = out.filter(keep)
+            _drop(step, table.filter(pc.invert(keep)), codes[codes != KEEP], counts, rejects)
+        for key, value in step.counters().items():
             bucket = counts["counters"].setdefault(stage, {})
             bucket[key] = bucket.get(key, 0) + value
     else:
-        raise TypeError(f"{op.name}: {type(op).__name__} cannot run inside a segment")
-    st.add_stage(counts, stage, n_in, out.num_rows, size_in, st.text_bytes(out), time.perf_counter() - started)
+        raise TypeError(f"{step.name}: {type(step).__name__} cannot run inside a segment")
+    st.add_stage(counts, stage, n_in, out.num_rows, size_in, text_bytes(out), time.perf_counter() - started)
     return out
 
 
-def _row_bytes(table: pa.Table) -> np.ndarray:
-    return pc.binary_length(table.column(TEXT)).to_numpy(zero_copy_only=False)
+def _drop(step: FilterStep | MapStep, dropped: pa.Table, codes: np.ndarray, counts: dict,
+          rejects: ShardWriter | None) -> None:
+    """Count dropped rows by reason and keep them in rejects/ (reason, and duplicate_of or null)."""
+    if dropped.num_rows == 0:
+        return
+    names = np.array(step.reason_names(), dtype=object)[codes]
+    sizes = row_bytes(dropped)
+    for reason in np.unique(names):
+        pick = names == reason
+        st.add_dropped(counts, str(reason), int(pick.sum()), int(sizes[pick].sum()))
+    if rejects is not None:
+        gone = dropped.drop_columns([c for c in (ROW, REASON) if c in dropped.column_names])
+        if DUPLICATE_OF not in gone.column_names:
+            gone = gone.append_column(DUPLICATE_OF, pa.nulls(gone.num_rows, pa.string()))
+        rejects.write(gone.append_column(REASON, pa.array(names.tolist(), pa.string())))
 
 
 def _source(counts: dict, name: str) -> dict[str, int]:
@@ -176,6 +251,6 @@ def _per_source(table: pa.Table) -> list[tuple[str, int, int]]:
     """(source, documents, text bytes) of a batch, grouped in Arrow."""
     if table.num_rows == 0:
         return []
-    sized = pa.table({SOURCE: table.column(SOURCE), "n": pc.binary_length(table.column(TEXT))})
+    sized = pa.table({SOURCE: table.column(SOURCE), "n": pa.array(row_bytes(table))})
     grouped = sized.group_by(SOURCE).aggregate([("n", "count"), ("n", "sum")]).to_pydict()
     return list(zip(grouped[SOURCE], grouped["n_count"], grouped["n_sum"], strict=True))

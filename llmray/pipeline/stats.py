@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llmray.ops.base import TEXT
+from llmray.schema import TEXT
 
 #: Document length histogram: bin k holds lengths in [2**(k-1), 2**k) characters (bin 0: empty).
 LENGTH_BINS = 32
@@ -23,12 +23,6 @@ def new_counts() -> dict[str, Any]:
         "dropped": {}, "dropped_bytes": {}, "stages": {}, "counters": {}, "sources": {},
         "length_in": [0] * LENGTH_BINS, "length_out": [0] * LENGTH_BINS, "nodes": [], "retries": 0,
     }
-
-
-def text_bytes(table: pa.Table) -> int:
-    if table.num_rows == 0:
-        return 0
-    return int(pc.sum(pc.binary_length(table.column(TEXT))).as_py() or 0)
 
 
 def length_histogram(table: pa.Table) -> list[int]:

@@ -15,13 +15,12 @@ overrides (``--data``, ``--max-steps``, ...) replace fields before the same chec
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from llmray.config import read_yaml
-from llmray.errors import JobError, check_keys
+from llmray import params
+from llmray.errors import JobError
+from llmray.params import read_yaml, unknown
 
 TASKS = ("mlm", "classification")
 #: BertConfig sizes a job file may set for a new model, with their types.
@@ -45,6 +44,9 @@ class ModelSpec:
     #: Sizes of a new BERT trained from scratch (mlm only), any of ``BERT_SIZES``.
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        params.validate(self, "train")
+
 
 @dataclasses.dataclass
 class TokenizerSpec:
@@ -56,6 +58,9 @@ class TokenizerSpec:
     lowercase: bool = True
     #: At most this many documents (an even sample) train the vocabulary.
     max_docs: int = 200_000
+
+    def __post_init__(self) -> None:
+        params.validate(self, "train")
 
 
 @dataclasses.dataclass
@@ -69,6 +74,9 @@ class OptimizerSpec:
     #: Gradients are clipped to this global norm; 0 turns clipping off.
     max_grad_norm: float = 1.0
 
+    def __post_init__(self) -> None:
+        params.validate(self, "train")
+
 
 @dataclasses.dataclass
 class ScheduleSpec:
@@ -77,6 +85,9 @@ class ScheduleSpec:
     warmup_ratio: float = 0.0
     #: After warm-up: linear decay to 0 at the last step, or constant.
     decay: Literal["linear", "constant"] = "linear"
+
+    def __post_init__(self) -> None:
+        params.validate(self, "train")
 
 
 @dataclasses.dataclass
@@ -119,6 +130,9 @@ class TrainSpec:
     #: Worker failures survived by restarting from the last checkpoint.
     max_failures: int = 0
 
+    def __post_init__(self) -> None:
+        params.validate(self, "train")
+
 
 def load_train_job(path: str | Path, **overrides: Any) -> TrainSpec:
     """Read a train job file, apply command-line overrides (None means not given), check it all."""
@@ -134,11 +148,13 @@ def parse_train(raw: Any, **overrides: Any) -> TrainSpec:
     """A job mapping (``{"train": {...}}``) plus overrides (None: not given) -> a checked TrainSpec."""
     if not isinstance(raw, dict) or "train" not in raw:
         raise JobError("a train job file needs a top-level `train:` mapping")
-    check_keys(raw, {"train"}, "job")
+    for key in raw:
+        if key != "train":
+            raise JobError(f"{key}: {unknown(str(key), ['train'], 'section')}")
     body = dict(raw["train"] or {})
     if isinstance(body.get("tokenizer"), str):
         body["tokenizer"] = {"path": body["tokenizer"]}
-    spec = _build(TrainSpec, body, "train")
+    spec = params.build(TrainSpec, body, "train")
     return check(dataclasses.replace(spec, **{k: v for k, v in overrides.items() if v is not None}))
 
 
@@ -179,9 +195,10 @@ def _check_model(spec: TrainSpec) -> None:
         raise JobError("train.model: give either path (a checkpoint) or config (a new model), not both")
     if not model.path and not model.config:
         raise JobError("train.model: give path (a checkpoint directory) or config (sizes of a new BERT)")
-    check_keys(model.config, set(BERT_SIZES), "train.model.config")
     for key, value in model.config.items():
-        _coerce(value, BERT_SIZES[key], f"train.model.config.{key}")
+        if key not in BERT_SIZES:
+            raise JobError(f"train.model.config.{key}: {unknown(key, BERT_SIZES)}")
+        params.check_value(value, BERT_SIZES[key], f"train.model.config.{key}")
     heads = model.config.get("num_attention_heads", 12)
     if model.config and model.config.get("hidden_size", 768) % heads:
         raise JobError("train.model.config.hidden_size: must be a multiple of num_attention_heads")
@@ -192,59 +209,8 @@ def _at_least(spec: TrainSpec, key: str, low: int) -> None:
         raise JobError(f"train.{key}: {getattr(spec, key)} must be at least {low}")
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    """A dataclass from a mapping, refusing unknown keys and values of the wrong type."""
-    raw = {} if raw is None else raw
-    fields = {f.name for f in dataclasses.fields(cls)}
-    check_keys(raw, fields, where)
-    hints = typing.get_type_hints(cls)
-    return cls(**{key: _coerce(value, hints[key], f"{where}.{key}") for key, value in raw.items()})
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = [h for h in typing.get_args(hint) if h is not type(None)]
-        if value is None:
-            return None
-        for option in options:
-            try:
-                return _coerce(value, option, where)
-            except JobError:
-                continue
-        raise JobError(f"{where}: expected {' or '.join(_describe(h) for h in options)}, got {value!r}")
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise JobError(
-                f"{where}: expected one of {', '.join(map(repr, typing.get_args(hint)))}, got {value!r}"
-            )
-        return value
-    if origin is list:
-        value = [value] if isinstance(value, str) else value
-        if not isinstance(value, list):
-            raise JobError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise JobError(f"{where}: expected a mapping, got {value!r}")
-        _, item = typing.get_args(hint)
-        return {str(k): _coerce(v, item, f"{where}.{k}") for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is float and not isinstance(value, bool):
-        # YAML reads 5e-4 (no dot) as a string; accept any spelling of a number.
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            pass
-    elif isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-        return value
-    raise JobError(f"{where}: expected {_describe(hint)}, got {value!r}")
-
-
-def _describe(hint: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(hint, str(hint).replace("typing.", ""))
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of train job files (``llmray schema --train``)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "llmray train job",
+            "type": "object", "properties": {"train": params.json_schema(TrainSpec)}, "required": ["train"],
+            "additionalProperties": False}

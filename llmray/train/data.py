@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 import torch
 import xxhash
 
+from llmray import tokenizer as toks
 from llmray.errors import UserError
-from llmray.train import tokenizer as toks
 
 if TYPE_CHECKING:
     import ray.data

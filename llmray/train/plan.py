@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from llmray import tokenizer as toks
 from llmray.errors import UserError
-from llmray.train import tokenizer as toks
 from llmray.train.config import TrainSpec
 from llmray.train.data import Collate, Featurizer, Files, holdout_mask, read_json, read_tables, resolve
 from llmray.train.model import build, has_weights, latest_checkpoint

@@ -17,8 +17,8 @@ from typing import Any
 import pyarrow.compute as pc
 import torch
 
+from llmray import tokenizer as toks
 from llmray.errors import UserError
-from llmray.train import tokenizer as toks
 from llmray.train.data import Files, read_tables, resolve
 from llmray.train.export import META
 from llmray.train.model import has_weights

@@ -21,14 +21,14 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from llmray.ops.base import Filter, register
+from llmray.ops.base import FilterStep, register
+from llmray.ops.clean.c4_lines import C4LineRules
 from llmray.ops.filters._rules import below, first_failure
-from llmray.ops.filters.c4_lines import C4LineRules
 
 
 @register
 @dataclasses.dataclass
-class C4Quality(C4LineRules, Filter):
+class C4Quality(C4LineRules, FilterStep):
     """Drops pages with placeholder text or code, or with too little prose left after C4's line rules."""
 
     name: ClassVar[str] = "c4_quality"

@@ -23,13 +23,14 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.text import line_stats, word_stats
-from llmray.ops.base import TEXT, Filter, register
+from llmray.ops.base import FilterStep, register
 from llmray.ops.filters._rules import above, below, first_failure, ratio
+from llmray.schema import TEXT
 
 
 @register
 @dataclasses.dataclass
-class FineWebQuality(Filter):
+class FineWebQuality(FilterStep):
     """Drops pages made of short, unpunctuated or repeated lines (menus, lists, templates)."""
 
     name: ClassVar[str] = "fineweb_quality"

@@ -24,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.text import line_stats, word_stats
-from llmray.ops.base import TEXT, Filter, register
+from llmray.ops.base import FilterStep, register
 from llmray.ops.filters._rules import above, below, first_failure, ratio
+from llmray.schema import TEXT
 
 #: Gopher's stop words: a document of real English prose uses at least two of them.
 STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
@@ -33,7 +34,7 @@ STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
 @register
 @dataclasses.dataclass
-class GopherQuality(Filter):
+class GopherQuality(FilterStep):
     """Drops documents whose words, symbols and lines do not look like natural-language prose."""
 
     name: ClassVar[str] = "gopher_quality"

@@ -28,8 +28,9 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.text import line_stats, ngram_stats
-from llmray.ops.base import KEEP, TEXT, Filter, register
+from llmray.ops.base import KEEP, FilterStep, register
 from llmray.ops.filters._rules import above, first_failure, ratio
+from llmray.schema import TEXT
 
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
@@ -37,7 +38,7 @@ DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 
 @register
 @dataclasses.dataclass
-class GopherRepetition(Filter):
+class GopherRepetition(FilterStep):
     """Drops documents dominated by repeated paragraphs, lines or word sequences (boilerplate, spam)."""
 
     name: ClassVar[str] = "gopher_repetition"

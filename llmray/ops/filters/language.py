@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llmray.errors import UserError
-from llmray.ops.base import KEEP, TEXT, Filter, register
+from llmray.ops.base import KEEP, FilterStep, register
+from llmray.schema import TEXT
 
 #: fastText reads one line; the first few thousand characters decide the language well enough.
 SAMPLE_CHARS = 2000
@@ -33,7 +34,7 @@ def model_path() -> Path:
 
 @register
 @dataclasses.dataclass
-class Language(Filter):
+class Language(FilterStep):
     """Keeps documents whose most likely language is one of ``languages`` with enough confidence."""
 
     name: ClassVar[str] = "language"

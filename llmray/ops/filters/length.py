@@ -15,13 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llmray.kernels.text import word_stats
-from llmray.ops.base import TEXT, Filter, register
+from llmray.ops.base import FilterStep, register
 from llmray.ops.filters._rules import above, below, first_failure
+from llmray.schema import TEXT
 
 
 @register
 @dataclasses.dataclass
-class Length(Filter):
+class Length(FilterStep):
     """Keeps documents whose character and word counts lie within the bounds (None: no bound)."""
 
     name: ClassVar[str] = "length"

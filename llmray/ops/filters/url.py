@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llmray.errors import UserError
-from llmray.ops.base import KEEP, Filter, register
+from llmray.ops.base import KEEP, FilterStep, register
 
 _HOST = r"^(?:[a-z][a-z0-9+.-]*://)?(?:[^@/?#]*@)?(?P<host>[^:/?#]*)"
 _NOT_WORD = r"[^\p{L}\p{N}]+"
@@ -33,7 +33,7 @@ BLOCKED_DOMAIN, BLOCKED_WORD, BLOCKED_SUBWORD, MISSING_URL = range(4)
 
 @register
 @dataclasses.dataclass
-class UrlFilter(Filter):
+class UrlFilter(FilterStep):
     """Drops pages by their URL: blocked domains, blocked words, blocked substrings."""
 
     name: ClassVar[str] = "url_filter"

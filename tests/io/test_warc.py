@@ -11,9 +11,9 @@ from llmray.config import load_job
 from llmray.io.readers import detect
 from llmray.io.warc import decode
 from llmray.pipeline.runner import RunOptions, run_job
-from tests.test_readers import read_all
+from tests.io.test_readers import read_all
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ["url", "date", "content_type"]
 DATE = "2024-05-18T01:58:10Z"
 PAGE = "<html><head><title>T</title></head><body><p>{}</p></body></html>"

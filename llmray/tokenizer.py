@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from llmray.errors import UserError
+from llmray.io.storage import Storage
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIALS = (PAD, UNK, CLS, SEP, MASK)
@@ -154,3 +156,27 @@ def _rows(
     out[np.arange(n), lengths + 1] = ids.sep
     mask = (np.arange(seq_len)[None, :] < (lengths + 2)[:, None]).astype(np.int8)
     return out, mask
+
+
+def local_copy(storage: Storage, rel: str) -> str:
+    """A local directory holding the tokenizer stored at ``rel`` (downloaded once per process)."""
+    if storage.local:
+        return storage.join(rel)
+    return _download(storage.join(rel), json.dumps(storage.options, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=4)
+def _download(url: str, options: str) -> str:
+    source = Storage(url, json.loads(options))
+    target = Path(tempfile.mkdtemp(prefix="llmray-tokenizer-"))
+    for rel in source.find():
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_bytes(source.get(rel))
+    return str(target)
+
+
+def upload(directory: str | Path, storage: Storage, rel: str) -> None:
+    """Copy a local tokenizer directory to ``rel`` on ``storage``."""
+    directory = Path(directory)
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        storage.put(f"{rel}/{path.relative_to(directory).as_posix()}", path.read_bytes())

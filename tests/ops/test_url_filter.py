@@ -80,5 +80,5 @@ def test_counts_per_reason_over_a_multi_chunk_batch_with_a_null_url_column():
 
 
 def test_a_missing_list_file_is_refused_when_the_job_is_read(tmp_path):
-    with pytest.raises(JobError, match=r"steps\[0\].url_filter: blocklist_domains: file not found"):
+    with pytest.raises(JobError, match=r"steps\[0\].url_filter.blocklist_domains: file not found"):
         parse_steps([{"url_filter": {"blocklist_domains": str(tmp_path / "nope.txt")}}])

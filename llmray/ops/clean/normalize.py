@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llmray.ops.base import TEXT, MapOp, register
+from llmray.ops.base import MapStep, register
+from llmray.schema import TEXT
 
 # UTF-8 read as Latin-1/cp1252 leaves tell-tale pairs: "Ã©", "â€™", "Â ".
 _MOJIBAKE = r"[ÃÂ][\x{80}-\x{BF}\x{A0}-\x{FF}]|â€|ï»¿"
@@ -27,27 +28,27 @@ def _replace_text(table: pa.Table, column: pa.Array) -> pa.Table:
 
 @register
 @dataclasses.dataclass
-class UnicodeNormalize(MapOp):
+class UnicodeNormalize(MapStep):
     """Puts text in one Unicode normal form so equal-looking text compares and hashes equal."""
 
     name: ClassVar[str] = "unicode_normalize"
     summary: ClassVar[str] = "Unicode normalization (NFC by default)"
     form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def map(self, table: pa.Table) -> pa.Table:
         return _replace_text(table, pc.utf8_normalize(table.column(TEXT), self.form))
 
 
 @register
 @dataclasses.dataclass
-class FixMojibake(MapOp):
+class FixMojibake(MapStep):
     """Repairs text that was decoded with the wrong codec (ftfy), counting the documents it changed."""
 
     name: ClassVar[str] = "fix_mojibake"
     summary: ClassVar[str] = "repair mojibake (UTF-8 read as Latin-1/cp1252) with ftfy"
     _fixed: int = dataclasses.field(default=0, init=False, repr=False)
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def map(self, table: pa.Table) -> pa.Table:
         import ftfy
 
         text = table.column(TEXT)
@@ -69,7 +70,7 @@ class FixMojibake(MapOp):
 
 @register
 @dataclasses.dataclass
-class CleanWhitespace(MapOp):
+class CleanWhitespace(MapStep):
     """Removes control and zero-width characters, trailing spaces, runs of spaces and of blank lines.
 
     Newlines are kept: line and paragraph structure is what the Gopher, C4 and FineWeb rules read.
@@ -80,7 +81,7 @@ class CleanWhitespace(MapOp):
     #: At most this many consecutive empty lines survive (one keeps paragraph breaks).
     max_blank_lines: int = 1
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def map(self, table: pa.Table) -> pa.Table:
         text = table.column(TEXT)
         text = pc.replace_substring(text, "\r\n", "\n")
         text = pc.replace_substring(text, "\r", "\n")

@@ -12,7 +12,8 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llmray.ops.base import TEXT, MapOp, register
+from llmray.ops.base import MapStep, register
+from llmray.schema import TEXT
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 PATTERNS = {
@@ -26,7 +27,7 @@ PATTERNS = {
 
 @register
 @dataclasses.dataclass
-class PiiRedact(MapOp):
+class PiiRedact(MapStep):
     """Replaces personal identifiers with placeholders so they do not end up in training data."""
 
     name: ClassVar[str] = "pii_redact"
@@ -39,7 +40,7 @@ class PiiRedact(MapOp):
     phone_replacement: str = "<PHONE>"
     _counts: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def map(self, table: pa.Table) -> pa.Table:
         text = table.column(TEXT)
         for kind, pattern in PATTERNS.items():
             if not getattr(self, kind):

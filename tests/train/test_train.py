@@ -19,15 +19,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from llmray import tokenizer as toks
 from llmray.errors import JobError, UserError
-from llmray.train import tokenizer as toks
 from llmray.train.commands import add_parsers
 from llmray.train.config import parse_train
 from llmray.train.data import BatchStream, local_batches, seed_for
 from llmray.train.plan import prepare
 from tests.helpers import write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = sorted(str(p) for p in (ROOT / "data" / "quickstart").glob("*.jsonl.gz"))
 TINY = {
     "hidden_size": 32,

@@ -15,8 +15,9 @@ import pytest
 
 from llmray.config import parse_steps
 from llmray.errors import JobError
-from llmray.ops.base import KEEP, registry
-from llmray.ops.filters.c4_lines import C4Lines
+from llmray.ops import available
+from llmray.ops.base import KEEP
+from llmray.ops.clean.c4_lines import C4Lines
 from llmray.ops.filters.c4_quality import C4Quality
 from llmray.ops.filters.fineweb_quality import FineWebQuality
 from llmray.ops.filters.gopher_quality import GopherQuality
@@ -67,7 +68,7 @@ def smallest_total(chars: int, limit: float) -> int:
 
 
 def test_filters_are_registered_with_reason_names():
-    ops = registry()
+    ops = available()
     for cls in (Length, GopherQuality, GopherRepetition, C4Quality, FineWebQuality, C4Lines):
         assert ops[cls.name] is cls and cls.summary and cls.__doc__
     assert GopherQuality().reason_names()[0] == "gopher_quality.too_few_words"

@@ -11,7 +11,7 @@ Rows that are not HTML pass through untouched, so the step is safe in a mix of w
 text: those whose ``content_type`` column names another type (WET plain text), and, where no content
 type is known, those whose text does not open with an HTML tag.
 
-This is a Filter, not a MapOp, so that a page without main text is dropped with a reason
+This is a FilterStep, not a MapStep, so that a page without main text is dropped with a reason
 (``html_to_text.no_content``, or ``extract_error`` when the library fails) instead of living on as an
 empty row. ``split`` returns the kept rows with their new text and the dropped rows as they came, so
 the rejects keep the HTML to look at.
@@ -29,18 +29,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llmray.ops.base import KEEP, TEXT, Filter, register
+from llmray.io.warc import HTML_TAGS, HTML_TYPES
+from llmray.ops.base import KEEP, MapStep, register
+from llmray.schema import TEXT
 
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-#: Without a content type, text is HTML when it opens with one of these tags (WHATWG MIME sniffing).
-HTML_TAGS = "!doctype html|html|head|script|iframe|h1|div|font|table|a|style|title|b|body|br|p|!--"
 _LOOKS_HTML = rf"(?i)^\x{{FEFF}}?\s*<(?:{HTML_TAGS})[\s>/]"
 NO_CONTENT, EXTRACT_ERROR = 0, 1
 
 
 @register
 @dataclasses.dataclass
-class HtmlToText(Filter):
+class HtmlToText(MapStep):
     """Replaces HTML with its main text; drops pages where the extractor finds none."""
 
     name: ClassVar[str] = "html_to_text"
@@ -86,16 +85,10 @@ class HtmlToText(Filter):
                 links=False, form_fields=False, noscript=False, comments=self.include_comments,
                 skip_elements=None if self.include_tables else ["table"])
 
-    def evaluate(self, table: pa.Table) -> np.ndarray:
-        return self._extract_all(table)[1]
-
-    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
-        """Kept rows carry the extracted text; dropped rows keep their HTML."""
+    def map(self, table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+        """Pages with their main text, and a reason code per row for those without one."""
         texts, codes = self._extract_all(table)
-        keep = codes == KEEP
-        mask = pa.array(keep)
-        kept = table.set_column(table.schema.get_field_index(TEXT), TEXT, texts).filter(mask)
-        return kept, table.filter(pc.invert(mask)), codes[~keep]
+        return table.set_column(table.schema.get_field_index(TEXT), TEXT, texts), codes
 
     def _extract_all(self, table: pa.Table) -> tuple[pa.Array, np.ndarray]:
         """(new text column, reason code per row). Extraction is per page by nature."""

@@ -7,17 +7,22 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from llmray.config import InputSpec
 from llmray.errors import UserError
 from llmray.io.readers import plan_chunks, read_chunk
+from llmray.io.specs import InputSpec
+from llmray.io.storage import Storage
 from llmray.io.writers import ShardWriter
 from tests.helpers import write_jsonl
+
+
+def chunks_of(spec, cpus=1):
+    return plan_chunks([spec], cpus)[0]
 
 
 def read_all(path, **options):
     spec = InputSpec(paths=[str(path)], **options)
     docs, quarantined, too_large = [], [], []
-    for chunk in plan_chunks(spec, 0):
+    for chunk in chunks_of(spec):
         for batch in read_chunk(chunk, spec):
             docs += batch.table.to_pylist()
             quarantined += batch.quarantined
@@ -55,7 +60,7 @@ def test_large_plain_jsonl_is_split_into_chunks_without_losing_or_repeating_line
     records = [{"text": f"document number {i} " + "x" * (i % 50)} for i in range(3000)]
     path = write_jsonl(tmp_path / "big.jsonl", records)
     spec = InputSpec(paths=[str(path)], chunk_mb=0.02)
-    chunks = plan_chunks(spec, 0)
+    chunks = chunks_of(spec)
     assert len(chunks) > 5
     docs = [d for c in chunks for b in read_chunk(c, spec) for d in b.table.to_pylist()]
     assert [d["text"] for d in docs] == [r["text"] for r in records]
@@ -122,10 +127,10 @@ def test_oversized_document_is_dropped_without_reading_it_whole(tmp_path):
 
 def test_missing_and_unknown_inputs_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="input not found"):
-        plan_chunks(InputSpec(paths=[str(tmp_path / "missing")]), 0)
+        chunks_of(InputSpec(paths=[str(tmp_path / "missing")]))
     (tmp_path / "x.bin").write_bytes(b"?")
     with pytest.raises(UserError, match="cannot tell the format"):
-        plan_chunks(InputSpec(paths=[str(tmp_path / "x.bin")]), 0)
+        chunks_of(InputSpec(paths=[str(tmp_path / "x.bin")]))
 
 
 def test_parquet_null_and_oversized_texts(tmp_path):
@@ -140,11 +145,59 @@ def test_parquet_null_and_oversized_texts(tmp_path):
 def test_shards_keep_nested_columns_and_skip_text_statistics(tmp_path):
     table = pa.table({"text": ["a b", "c d"], "meta": [{"x": 1, "tags": ["u"]}, {"x": 2, "tags": []}],
                       "scores": pa.array([[("q", 0.5)], []], pa.map_(pa.string(), pa.float64()))})
-    writer = ShardWriter(tmp_path, "chunk")
+    writer = ShardWriter(Storage(str(tmp_path)), "chunk")
     writer.write(table)
-    (path,) = writer.close()
-    assert pq.read_table(path).equals(table)
+    (shard,) = writer.close()
+    path = tmp_path / shard["path"]
+    assert shard["rows"] == 2 and pq.read_table(path).equals(table)
     group = pq.ParquetFile(path).metadata.row_group(0)
     stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
     assert stats == {"text": False, "meta.x": True, "meta.tags.list.element": True,
                      "scores.key_value.key": True, "scores.key_value.value": True}
+
+
+def test_one_large_file_is_cut_so_every_cpu_has_work_and_small_files_are_grouped(tmp_path):
+    records = [{"id": f"d{i}", "text": "word " * 200} for i in range(6000)]  # about 6 MB
+    path = write_jsonl(tmp_path / "one.jsonl", records)
+    chunks = chunks_of(InputSpec(paths=[str(path)]), cpus=2)
+    assert len(chunks) == 6  # 1 MB pieces: the smallest unit worth a task, 4 per CPU wanted
+    assert all(len(c.pieces) == 1 and c.pieces[0].end - c.pieces[0].start < (1 << 20) + 1 for c in chunks)
+    small = tmp_path / "many"
+    for k in range(40):
+        write_jsonl(small / f"f{k:02d}.jsonl", [{"text": "tiny"}])
+    grouped = chunks_of(InputSpec(paths=[str(small)]), cpus=2)
+    assert len(grouped) == 1 and len(grouped[0].pieces) == 40
+    docs = [d for c in grouped for b in read_chunk(c, InputSpec(paths=[str(small)])) for d in b.table.to_pylist()]
+    assert [d["id"] for d in docs] == [f"f{k:02d}.jsonl:1" for k in range(40)]
+
+
+def test_parquet_is_cut_by_row_groups(tmp_path):
+    texts = [f"row {i} " + "y" * 500 for i in range(4000)]
+    pq.write_table(pa.table({"text": texts}), tmp_path / "big.parquet", row_group_size=500,
+                   compression="none")
+    spec = InputSpec(paths=[str(tmp_path / "big.parquet")], chunk_mb=0.5)
+    chunks = chunks_of(spec, cpus=2)
+    assert len(chunks) > 2 and all(c.pieces[0].end is not None for c in chunks)
+    docs = [d for c in chunks for b in read_chunk(c, spec) for d in b.table.to_pylist()]
+    assert [d["text"] for d in docs] == texts
+    assert [d["id"] for d in docs] == [f"big.parquet:{i + 1}" for i in range(4000)]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_record(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "text": "first"}\n{"id": "b", "text": "second"}\n')
+    docs, quarantined, _ = read_all(path)
+    assert [d["id"] for d in docs] == ["a", "b"] and not quarantined
+
+
+def test_quarantine_line_numbers_count_from_the_start_of_the_file_in_every_piece(tmp_path):
+    lines = [{"text": f"line {i} " + "z" * 40} for i in range(2000)]
+    path = write_jsonl(tmp_path / "cut.jsonl", lines)
+    raw = path.read_bytes().split(b"\n")
+    raw[1500] = b'{"text": broken'
+    path.write_bytes(b"\n".join(raw))
+    spec = InputSpec(paths=[str(path)], chunk_mb=0.01)
+    chunks = chunks_of(spec)
+    assert len(chunks) > 3
+    quarantined = [q for c in chunks for b in read_chunk(c, spec) for q in b.quarantined]
+    assert [q["line"] for q in quarantined] == [1501]

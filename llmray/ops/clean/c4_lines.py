@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.c4 import c4_lines
-from llmray.ops.base import TEXT, MapOp, register
+from llmray.ops.base import MapStep, register
+from llmray.schema import TEXT
 
 #: Cookie and terms-of-use boilerplate phrases (C4's list, as used by datatrove).
 POLICY_PHRASES = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
@@ -53,14 +54,14 @@ class C4LineRules:
 
 @register
 @dataclasses.dataclass
-class C4Lines(C4LineRules, MapOp):
+class C4Lines(C4LineRules, MapStep):
     """Removes the lines of each document that are not prose (menus, code, boilerplate)."""
 
     name: ClassVar[str] = "c4_lines"
     summary: ClassVar[str] = "C4 line cleanup: drop lines without end punctuation, short, javascript, policy"
     _counts: Counter = dataclasses.field(default_factory=Counter, init=False, repr=False)
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def map(self, table: pa.Table) -> pa.Table:
         text, stats = self.apply_line_rules(table)
         self._counts["lines_kept"] += int(stats["lines_kept"].sum())
         dropped = np.zeros(table.num_rows, np.int64)

@@ -2,14 +2,19 @@
 
 import random
 import re
+import types
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from llmray.dedup import buckets, components, shuffle
+from llmray.dedup import buckets, components, shuffle, workflow
+from llmray.dedup.layout import Shared
 from llmray.dedup.signatures import collision_probability, lsh_params
+from llmray.io import exchange
+from llmray.io.storage import Storage
 from llmray.kernels import minhash
+from llmray.pipeline.engine import LocalEngine
 
 WORDS = [f"w{i}" for i in range(3000)]
 
@@ -118,22 +123,26 @@ def test_lsh_params():
         lsh_params(1.5, 128)
 
 
-def _distributed(edges: np.ndarray, parts: int) -> dict[int, int]:
-    """Run the star steps as the workflow does, with the partitions in one process."""
-    inputs = shuffle.split(edges, (edges >> np.uint64(32)) % np.uint64(parts), parts)
-    inputs = [[x] for x in inputs]
-    step, quiet = components.small_star, 0
-    while quiet < 2:
-        outs = [step(parts, *inputs[p]) for p in range(parts)]
-        inputs = [[o[1 + q] for o in outs] for q in range(parts)]
-        quiet = quiet + 1 if sum(o[0]["changes"] for o in outs) == 0 else 0
-        step = components.large_star if step is components.small_star else components.small_star
-    rows = [components.star_pairs(np.array([0]), *inputs[p])[1] for p in range(parts)]
-    return {int(d): int(r) for d, r in np.concatenate(rows)}
+def _components(tmp_path, edges: np.ndarray, parts: int, distributed: bool) -> dict[int, int]:
+    """Run the components stage as the workflow does (files, one task per partition, in-process)."""
+    work = Storage(str(tmp_path / f"w{parts}{distributed}"))
+    shared = Shared(work=work, output=work, step="step", sides=[], markers=[], starts=np.array([0]),
+                    parts=parts, fine=parts)
+    larger, _ = shuffle.unpack(edges)
+    shared.write("buckets", 0, exchange.split(edges, larger % parts, parts))
+    ctx = types.SimpleNamespace(engine=LocalEngine(1))
+    if distributed:
+        workflow._distributed_components(ctx, shared, "buckets", 1, {})
+        senders = parts
+    else:
+        components.local_components(shared, "buckets", 1)
+        senders = 1
+    rows = shared.gather("components", senders, 0, shape=(2,), dtype=np.int64)
+    return {int(d): int(r) for d, r in rows}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_star_steps_match_union_find(seed):
+def test_star_steps_match_union_find(tmp_path, seed):
     rng = np.random.default_rng(seed)
     n = 400
     a = rng.integers(0, n, 300)
@@ -141,10 +150,12 @@ def test_star_steps_match_union_find(seed):
     keep = a != b
     a, b = a[keep], b[keep]
     edges = np.unique(shuffle.pack(np.maximum(a, b), np.minimum(a, b)))
-    local = components.local_components(np.array([0]), edges)[1]
-    expected = {int(d): int(r) for d, r in local}
-    assert _distributed(edges, 3) == expected == _distributed(edges, 1)
+    expected = _components(tmp_path, edges, 1, distributed=False)
+    assert _components(tmp_path, edges, 3, True) == expected == _components(tmp_path, edges, 1, True)
     assert all(r == min(d for d, rr in expected.items() if rr == r) for r in expected.values())
+    # every linked pair ends up in one component, and no component is joined without a link
+    roots = {d: expected[d] for d in expected}
+    assert all(roots[int(x)] == roots[int(y)] for x, y in zip(a, b, strict=True))
 
 
 def test_bucket_edges_link_members_to_the_smallest_signature_hash():

@@ -6,7 +6,8 @@ import pytest
 
 from llmray.config import parse_steps
 from llmray.errors import JobError
-from llmray.ops.html import HtmlToText
+from llmray.ops.clean.html import HtmlToText
+from tests.helpers import split_map
 
 ARTICLE = [
     "The harbour authority finished rebuilding the old stone pier this spring, two years after a winter "
@@ -43,7 +44,7 @@ def batch(texts: list[str], content_types: list[str | None] | None = None) -> pa
     ({"extractor": "trafilatura"}, ["Log in", "cookies", "All rights reserved"]),
     ({"extractor": "resiliparse"}, ["Log in", "All rights reserved"])])  # less precise: keeps the cookie note
 def test_main_text_is_kept_and_boilerplate_removed(params, boilerplate):
-    kept, dropped, _ = HtmlToText(**params).split(batch([page(ARTICLE)]))
+    kept, dropped, _ = split_map(HtmlToText(**params), batch([page(ARTICLE)]))
     text = kept.column("text")[0].as_py()
     assert dropped.num_rows == 0 and all(p in text for p in ARTICLE)
     assert not [b for b in boilerplate if b in text]
@@ -52,11 +53,11 @@ def test_main_text_is_kept_and_boilerplate_removed(params, boilerplate):
 def test_pages_without_main_text_are_dropped_with_a_reason_and_keep_their_html():
     op = HtmlToText(favor_precision=True)  # by default trafilatura falls back to the menu's text
     empty = page([])
-    kept, dropped, codes = op.split(batch([page(ARTICLE), empty, "<html></html>"]))
+    kept, dropped, codes = split_map(op, batch([page(ARTICLE), empty, "<html></html>"]))
     assert kept.column("id").to_pylist() == ["d0"] and dropped.column("id").to_pylist() == ["d1", "d2"]
     assert [op.reason_names()[c] for c in codes] == ["html_to_text.no_content"] * 2
     assert dropped.column("text").to_pylist() == [empty, "<html></html>"]
-    assert op.evaluate(batch([empty])).tolist() == [0]
+    assert op.map_rows(batch([empty]))[1].tolist() == [0]
 
 
 def test_an_extractor_failure_drops_that_page_only():
@@ -70,7 +71,7 @@ def test_an_extractor_failure_drops_that_page_only():
         return real(html)
 
     op._extract = flaky
-    kept, dropped, codes = op.split(batch([page(["boom"]), page(ARTICLE)]))
+    kept, dropped, codes = split_map(op, batch([page(["boom"]), page(ARTICLE)]))
     assert kept.column("id").to_pylist() == ["d1"] and [op.reason_names()[c] for c in codes] == [
         "html_to_text.extract_error"]
 
@@ -79,18 +80,18 @@ def test_rows_that_are_not_html_pass_through_untouched():
     plain = "Plain text from a WET file.\n<3 starts with a bracket but is not a tag."
     op = HtmlToText()
     rows = batch([plain, page(ARTICLE), "<3 love it"], ["text/plain", "text/html", None])
-    kept, dropped, _ = op.split(rows)
+    kept, dropped, _ = split_map(op, rows)
     texts = kept.column("text").to_pylist()
     assert dropped.num_rows == 0 and texts[0] == plain and texts[2] == "<3 love it" and ARTICLE[0] in texts[1]
     # Without a content type column, the opening tag decides.
-    kept, _, _ = op.split(batch([plain, page(ARTICLE)]))
+    kept, _, _ = split_map(op, batch([plain, page(ARTICLE)]))
     assert kept.column("text")[0].as_py() == plain and ARTICLE[0] in kept.column("text")[1].as_py()
 
 
 def test_tables_are_kept_unless_excluded():
     html = page(ARTICLE, table=True)
-    with_tables = HtmlToText().split(batch([html]))[0].column("text")[0].as_py()
-    without = HtmlToText(include_tables=False).split(batch([html]))[0].column("text")[0].as_py()
+    with_tables = split_map(HtmlToText(), batch([html]))[0].column("text")[0].as_py()
+    without = split_map(HtmlToText(include_tables=False), batch([html]))[0].column("text")[0].as_py()
     assert TABLE_ROW in with_tables and TABLE_ROW not in without and ARTICLE[0] in without
 
 

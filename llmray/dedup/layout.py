@@ -1,0 +1,88 @@
+"""Where a dedup step's stages find their inputs and put their outputs: one object, shared by every
+task of the step (sent once, not per task), so task arguments are only a part number.
+
+Files, all under the step's scratch directory ``step`` of the work storage:
+
+    buckets/<p>       candidate edges of partition p, cut by the components' partition
+    gather/<g>, checked/<g>     the verify stages (edges with signatures; edges kept)
+    stars/<round>/<p> distributed connected components, one round each
+    components/<p>    (document, root) rows, cut by unit
+    rank/<u>          grouped documents of unit u with id (and the keep rule's value), cut by root
+    decision/<r>      (row, id kept in its place) of every dropped document, cut by unit
+
+A unit's sidecar (``sides[u]``) was written by the segment before, under the work storage root.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from llmray.io import exchange
+from llmray.io.storage import Storage
+
+
+@dataclasses.dataclass
+class Shared:
+    """What every task of one dedup step reads."""
+
+    #: The work storage root: units' sidecars and intermediate shards are below it.
+    work: Storage
+    #: The run's output: units' markers (listing their shards), clusters/.
+    output: Storage
+    #: This step's scratch directory, relative to ``work``.
+    step: str
+    #: Sidecar path stem of each unit, relative to ``work``.
+    sides: list[str]
+    #: Marker path of each unit (relative to ``output``): it lists the unit's shards.
+    markers: list[str]
+    #: First document number of each unit.
+    starts: np.ndarray
+    #: Receivers of the exchanges between partitioned stages.
+    parts: int
+    #: Parts the sidecars were cut into (a multiple-free superset of ``parts``).
+    fine: int
+    #: (decision directory relative to ``work``, senders) of earlier steps in the group: their
+    #: drops are gone before this step looks.
+    earlier: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    #: Step-specific settings (keep rule, threshold, ...).
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def units(self) -> int:
+        return len(self.starts)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.step, *parts])
+
+    def senders(self, stage: str, count: int) -> list[str]:
+        return [self.path(stage, f"{i:05d}") for i in range(count)]
+
+    def write(self, stage: str, index: int, parts: list[Any]) -> None:
+        exchange.write_parts(self.work, self.path(stage, f"{index:05d}"), parts)
+
+    def gather(self, stage: str, senders: int, lo: int, hi: int | None = None, shape: tuple[int, ...] = (),
+               dtype: Any = np.uint64) -> np.ndarray:
+        return exchange.gather(self.work, self.senders(stage, senders), lo, hi, dtype=dtype, shape=shape)
+
+    def sidecar_rows(self, suffix: str, p: int) -> np.ndarray:
+        """Receiver p's rows of every unit's sidecar, with each row's document number made global."""
+        lo, hi = exchange.fine_range(p, self.parts, self.fine)
+        blocks = []
+        for unit, side in enumerate(self.sides):
+            rows = exchange.read_parts(self.work, f"{side}.{suffix}", lo, hi)
+            if len(rows):
+                rows[:, 2] += np.uint64(self.starts[unit])
+                blocks.append(rows)
+        return np.concatenate(blocks) if blocks else np.empty((0, 3), np.uint64)
+
+    def earlier_drops(self, unit: int) -> np.ndarray:
+        """Rows of ``unit`` that earlier steps of the group drop."""
+        found = []
+        for directory, senders in self.earlier:
+            table = exchange.gather_tables(self.work, [f"{directory}/{i:05d}" for i in range(senders)], unit)
+            if table is not None:
+                found.append(table.column("row").to_numpy())
+        return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)

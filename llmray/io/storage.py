@@ -1,0 +1,187 @@
+"""Where a run writes: a local directory or any fsspec URL (s3://, gs://, az://, file://), one interface.
+
+Object stores have no rename, so nothing here relies on one: a small object is written in one put
+(``put``: atomic on object stores, a temporary file and ``os.replace`` on disk) and a large one is
+streamed to its final, attempt-unique name (``open_write``), which a later commit marker makes
+official (see :mod:`llmray.io.writers`). A ``Storage`` pickles as its URL and options, so Ray tasks
+on any node reopen it themselves; no node's local disk is assumed to be visible to another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import uuid
+from typing import IO, Any
+
+import fsspec
+
+LOCAL_PROTOCOLS = ("file", "local")
+
+
+def is_url(path: str) -> bool:
+    """A path with a protocol (``s3://b/k``), as opposed to a local path."""
+    return "://" in path
+
+
+class Storage:
+    """A directory tree at ``url``; every path argument is relative to it, ``/``-separated."""
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None):
+        self.options = dict(options or {})
+        if is_url(url) and url.split("://", 1)[0] in LOCAL_PROTOCOLS:
+            url = url.split("://", 1)[1]
+        self.local = not is_url(url)
+        self.url = os.path.abspath(url) if self.local else url.rstrip("/")
+        self._fs: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "options": self.options, "local": self.local, "_fs": None}
+
+    def __repr__(self) -> str:
+        return f"Storage({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Storage) and (self.url, self.options) == (other.url, other.options)
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            self._fs = fsspec.filesystem("file") if self.local else fsspec.core.url_to_fs(self.url, **self.options)[0]
+        return self._fs
+
+    def child(self, *parts: str) -> Storage:
+        child = Storage.__new__(Storage)
+        child.options, child.local, child._fs = self.options, self.local, self._fs
+        child.url = self.join(*parts)
+        return child
+
+    def join(self, *parts: str) -> str:
+        """The full URL (or absolute local path) of a relative path."""
+        rel = "/".join(p.strip("/") for p in parts if p)
+        return self.url if not rel else (os.path.join(self.url, rel) if self.local else f"{self.url}/{rel}")
+
+    def _path(self, rel: str) -> str:
+        full = self.join(rel)
+        return full if self.local else self.fs._strip_protocol(full)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def put(self, rel: str, data: bytes) -> None:
+        """Write a whole object at once: readers see the old one or the new one, never a part."""
+        path = self._path(rel)
+        if self.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def put_json(self, rel: str, payload: Any) -> None:
+        self.put(rel, json.dumps(payload, indent=1, default=str).encode())
+
+    def open_write(self, rel: str) -> IO[bytes]:
+        """A stream to a new object (on object stores it appears when closed, whole)."""
+        path = self._path(rel)
+        if self.local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "wb")
+        return self.fs.open(path, "wb")
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get(self, rel: str) -> bytes:
+        path = self._path(rel)
+        if self.local:
+            with open(path, "rb") as f:
+                return f.read()
+        return self.fs.cat_file(path)
+
+    def get_json(self, rel: str) -> Any:
+        return json.loads(self.get(rel))
+
+    def get_range(self, rel: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of an object. A negative ``start`` counts from the object's end, and
+        then so does ``end`` (0 meaning the end itself)."""
+        path = self._path(rel)
+        if start < 0:
+            size = self.size(rel)
+            start, end = size + start, size + end
+        if self.local:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(end - start)
+        return self.fs.cat_file(path, start, end)
+
+    def open_read(self, rel: str) -> IO[bytes]:
+        path = self._path(rel)
+        return open(path, "rb") if self.local else self.fs.open(path, "rb")
+
+    def exists(self, rel: str = "") -> bool:
+        path = self._path(rel)
+        return os.path.exists(path) if self.local else self.fs.exists(path)
+
+    def size(self, rel: str) -> int:
+        path = self._path(rel)
+        return os.path.getsize(path) if self.local else int(self.fs.size(path))
+
+    def find(self, rel: str = "") -> list[str]:
+        """Every file below ``rel``, as paths relative to this storage's root, sorted."""
+        base = self._path(rel)
+        if self.local:
+            if not os.path.isdir(base):
+                return []
+            found = [os.path.relpath(os.path.join(d, f), self.url) for d, _, files in os.walk(base) for f in files]
+            return sorted(p.replace(os.sep, "/") for p in found)
+        root = self.fs._strip_protocol(self.url).rstrip("/")
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        return sorted(posixpath.relpath(p, root) for p in found)
+
+    def listdir(self, rel: str = "") -> list[str]:
+        """Names directly below ``rel`` (files and folders)."""
+        base = self._path(rel)
+        if self.local:
+            return sorted(os.listdir(base)) if os.path.isdir(base) else []
+        try:
+            return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(base, detail=False))
+        except FileNotFoundError:
+            return []
+
+    # -- removing --------------------------------------------------------------------------------
+
+    def delete(self, rel: str) -> None:
+        path = self._path(rel)
+        try:
+            os.unlink(path) if self.local else self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    def delete_many(self, rels: list[str]) -> None:
+        if not rels:
+            return
+        if self.local:
+            for rel in rels:
+                self.delete(rel)
+        else:
+            self.fs.rm([self._path(r) for r in rels])
+
+    def delete_tree(self, rel: str = "") -> None:
+        path = self._path(rel)
+        if self.local:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        try:
+            self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass

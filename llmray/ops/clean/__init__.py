@@ -1,0 +1,1 @@
+"""Cleaning steps: each rewrites the text of every document (maps)."""

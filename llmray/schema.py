@@ -1,0 +1,34 @@
+"""The document batch contract every layer shares: column names and how text is measured.
+
+A batch is a ``pyarrow.Table`` with at least ``id`` (string), ``text`` (string) and ``source``
+(string); steps add columns rather than hiding state. Kept here, below every other module, so that
+kernels, readers, writers and dedup stages agree on names without importing the step layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+TEXT = "text"
+ID = "id"
+SOURCE = "source"
+#: Why a document was dropped, ``<step>.<rule>`` (rejects, and rows of filters with ``annotate``).
+REASON = "reason"
+#: Rejects of a duplicate: the id of the document kept in its place.
+DUPLICATE_OF = "duplicate_of"
+#: A document's number within its unit of intermediate data; internal, never written to data/.
+ROW = "__row"
+
+
+def text_bytes(table: pa.Table, column: str = TEXT) -> int:
+    """UTF-8 bytes of a table's text column."""
+    if table.num_rows == 0:
+        return 0
+    return int(pc.sum(pc.binary_length(table.column(column))).as_py() or 0)
+
+
+def row_bytes(table: pa.Table, column: str = TEXT) -> np.ndarray:
+    """UTF-8 bytes of each row's text (nulls count 0)."""
+    return pc.binary_length(table.column(column)).fill_null(0).to_numpy(zero_copy_only=False)
