@@ -1,7 +1,7 @@
 """Compiled kernels: pure functions over Arrow buffers and numpy arrays (no Ray, no steps), one module
 per topic: :mod:`~llmray.kernels.text` (word, line, paragraph and n-gram statistics),
 :mod:`~llmray.kernels.c4` (C4's line rules), :mod:`~llmray.kernels.minhash` (sketches and hashes),
-:mod:`~llmray.kernels.graph` (union-find).
+:mod:`~llmray.kernels.graph` (union-find), :mod:`~llmray.kernels.langid` (language identification).
 
 The kernels are numba functions with ``cache=True``: compiled once, the machine code is kept beside
 the package (or in numba's user cache where the package is read-only) and later processes load it.
@@ -50,6 +50,13 @@ def compile_all(force: bool = False) -> float:
         for normalize in (False, True):
             minhash.text_hashes(column, normalize)
     graph.union_find_min(3, np.array([0, 1]), np.array([1, 2]))
+    from llmray.errors import UserError
+    from llmray.kernels import langid
+
+    try:
+        langid.predict(pa.array(["compile me"]), langid.lid176())
+    except UserError:
+        pass  # no language model installed: its kernel compiles when a language step first runs
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text("compiled\n")

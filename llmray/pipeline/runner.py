@@ -273,7 +273,7 @@ def _sweep(output: Storage, committed: list[str]) -> None:
     """Remove what failed attempts left in the committed folders: files no marker lists."""
     keep = set(committed)
     for folder in COMMITTED:
-        leftovers = [f for f in output.find(folder) if f not in keep and not f.split("/")[1].startswith("_")]
+        leftovers = [f for f in output.find(folder) if f not in keep and not f.rsplit("/", 1)[1].startswith("_")]
         output.delete_many(leftovers)
 
 

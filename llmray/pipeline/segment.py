@@ -99,7 +99,7 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
                         plan.output_format if plan.writes == "output" else "parquet", plan.shard_bytes,
                         "zstd")
             if plan.writes else None)
-    rejects = ShardWriter(plan.output, f"rejects/s{plan.index}-{prefix}") if plan.rejects else None
+    rejects = _Rejects(plan.output, prefix) if plan.rejects else None
     quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
     sidecars = [(name, step.sidecar(plan.fine)) for name, step in plan.sidecars]
     written = 0
@@ -202,7 +202,24 @@ def _timed(batches: Iterator[ReadBatch]) -> Iterator[tuple[ReadBatch, float]]:
         yield batch, time.perf_counter() - started
 
 
-def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: ShardWriter | None) -> pa.Table:
+class _Rejects:
+    """Dropped documents, one folder per step (``rejects/<step>/``): each step sees the columns of
+    its point in the pipeline, so a folder's shards share one schema."""
+
+    def __init__(self, output: Storage, prefix: str):
+        self.output, self.prefix = output, prefix
+        self.writers: dict[str, ShardWriter] = {}
+
+    def write(self, stage: str, table: pa.Table) -> None:
+        if stage not in self.writers:
+            self.writers[stage] = ShardWriter(self.output, f"rejects/{stage.replace('#', '-')}/{self.prefix}")
+        self.writers[stage].write(table)
+
+    def close(self) -> list[dict[str, Any]]:
+        return [shard for writer in self.writers.values() for shard in writer.close()]
+
+
+def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: _Rejects | None) -> pa.Table:
     started = time.perf_counter()
     size_in = text_bytes(table)
     n_in = table.num_rows
@@ -210,13 +227,13 @@ def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: Shard
         out = table
     elif isinstance(step, FilterStep):
         out, dropped, codes = step.split(table)
-        _drop(step, dropped, codes, counts, rejects)
+        _drop(step, stage, dropped, codes, counts, rejects)
     elif isinstance(step, MapStep):
         out, codes = step.map_rows(table)
         if codes is not None:
             keep = pa.array(codes == KEEP)
             out = out.filter(keep)
-            _drop(step, table.filter(pc.invert(keep)), codes[codes != KEEP], counts, rejects)
+            _drop(step, stage, table.filter(pc.invert(keep)), codes[codes != KEEP], counts, rejects)
         for key, value in step.counters().items():
             bucket = counts["counters"].setdefault(stage, {})
             bucket[key] = bucket.get(key, 0) + value
@@ -226,8 +243,8 @@ def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: Shard
     return out
 
 
-def _drop(step: FilterStep | MapStep, dropped: pa.Table, codes: np.ndarray, counts: dict,
-          rejects: ShardWriter | None) -> None:
+def _drop(step: FilterStep | MapStep, stage: str, dropped: pa.Table, codes: np.ndarray, counts: dict,
+          rejects: _Rejects | None) -> None:
     """Count dropped rows by reason and keep them in rejects/ (reason, and duplicate_of or null)."""
     if dropped.num_rows == 0:
         return
@@ -240,7 +257,7 @@ def _drop(step: FilterStep | MapStep, dropped: pa.Table, codes: np.ndarray, coun
         gone = dropped.drop_columns([c for c in (ROW, REASON) if c in dropped.column_names])
         if DUPLICATE_OF not in gone.column_names:
             gone = gone.append_column(DUPLICATE_OF, pa.nulls(gone.num_rows, pa.string()))
-        rejects.write(gone.append_column(REASON, pa.array(names.tolist(), pa.string())))
+        rejects.write(stage, gone.append_column(REASON, pa.array(names.tolist(), pa.string())))
 
 
 def _source(counts: dict, name: str) -> dict[str, int]:

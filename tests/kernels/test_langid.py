@@ -1,0 +1,71 @@
+"""The compiled language-ID kernel gives fastText's own labels and scores, bit for bit."""
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from llmray.kernels import langid
+
+
+def reference(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """fastText's predict, one document at a time, on what the kernel reads (2000 code points,
+    newlines as blanks): the implementation the kernel replaces."""
+    import fasttext
+
+    f = fasttext.load_model(str(langid.model_path())).f
+    sample = pc.replace_substring(pc.utf8_slice_codeunits(pc.fill_null(col, ""), 0, langid.SAMPLE_CHARS), "\n", " ")
+    labels, scores = [], np.zeros(len(col))
+    for i, text in enumerate(sample.to_pylist()):
+        prediction = f.predict(text + "\n", 1, 0.0, "replace")
+        score, label = prediction[0] if prediction else (0.0, "unknown")
+        labels.append(label.removeprefix("__label__"))
+        scores[i] = score
+    return np.array(labels, object), np.minimum(scores, 1.0)
+
+
+def same(col):
+    labels, scores = langid.predict(col, langid.lid176())
+    expected_labels, expected_scores = reference(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+    assert list(labels) == list(expected_labels)
+    np.testing.assert_array_equal(scores, expected_scores)
+
+
+EDGE = [
+    "", " ", "\n\n\n", "\t\r\x0b\x0c\x00", "a", "de", "</s>", "__label__en", "__label__xx foo", "__label__",
+    "x" * 10_000, "é" * 3000, "😀" * 2500, "中文" * 1500 + " english words", "a\x00b", "non\xa0breaking\u2028space",
+    "mixed 中文 and English\nwith\r\nnewlines", "Ελληνικά κείμενα", "العربية", "日本語のテキスト",
+    ("word " * 1000) + "tail",  # cut inside the sample window
+]
+
+
+def test_edge_cases():
+    same(pa.array(EDGE))
+
+
+def test_random_texts_of_many_scripts():
+    rng = random.Random(1)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz ABC .,;!?-'\"") + list("éàüßøñçšž") + list("абвгдежзий") \
+        + list("中文字的是不了人我在") + list("あいうえおかき") + list("αβγδε") + ["😀", "𝔘", "\u0301"] \
+        + [" ", " ", " ", "\n", "\t", "\r", "\x0b", "\x0c", "\x00", "\xa0"]
+    texts = ["".join(rng.choice(alphabet) for _ in range(int(rng.expovariate(1 / 600)))) for _ in range(300)]
+    same(pa.array(texts))
+
+
+def test_slices_chunks_nulls_and_large_strings():
+    col = pa.array(["The quick brown fox jumps over the lazy dog.", "Der schnelle braune Fuchs.", None, "今天天气很好"])
+    same(col)
+    same(col.slice(1))
+    same(pa.chunked_array([col.slice(0, 2), col.slice(2)]))
+    a, b = langid.predict(col, langid.lid176()), langid.predict(col.cast(pa.large_string()), langid.lid176())
+    assert list(a[0]) == list(b[0]) and np.array_equal(a[1], b[1])
+    assert [len(x) for x in langid.predict(pa.chunked_array([], pa.string()), langid.lid176())] == [0, 0]
+    assert list(a[0][[0, 1, 3]]) == ["en", "de", "zh"]
+
+
+def test_other_models_are_refused(tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"\0" * 64)
+    with pytest.raises(ValueError, match="not a fastText model"):
+        langid.load_model(tmp_path / "m.bin")
