@@ -1,8 +1,10 @@
-"""One Ray runtime for the whole test session, sized to this machine's cores."""
+"""One Ray runtime for the whole test session, sized to this machine's cores; an S3 server."""
 
 import os
 
 import pytest
+
+from tests.s3server import s3  # noqa: F401  (the S3-compatible server fixture)
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")

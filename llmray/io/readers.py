@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from llmray.errors import UserError
 from llmray.io.batch import BATCH_ROWS, BatchBuilder, Piece, ReadBatch
 from llmray.io.specs import InputSpec
-from llmray.io.storage import is_url
+from llmray.io.storage import explain, is_url
 from llmray.io.warc import read_html, read_warc
 from llmray.schema import ID, TEXT
 
@@ -121,15 +121,19 @@ def list_input(given: str, options: dict[str, Any] | None = None) -> Listing:
             root, found = posixpath.dirname(path), {path: fs.info(path)}
         else:
             raise UserError(f"input not found: {given} (check the path, or pass --input)")
-    except PermissionError:
-        raise UserError(f"input not readable: {given} (permission denied)") from None
-    except OSError as exc:
-        raise UserError(f"input cannot be listed: {given} ({exc.strerror or exc})") from None
+    except UserError:
+        raise
+    except Exception as exc:  # any client's error (no bucket, no credentials, nothing answering)
+        raise UserError(f"input cannot be listed: {given}: {explain(exc, protocol_of(given))}") from None
     files = [(prefix + p, posixpath.relpath(p, root) if root else p, int(info.get("size") or 0), _version(info))
              for p, info in sorted(found.items())]
     if not files:
         raise UserError(f"no input files match {given}")
     return Listing(files, skipped)
+
+
+def protocol_of(path: str) -> str:
+    return path.split("://", 1)[0] if is_url(path) else "file"
 
 
 def _version(info: dict[str, Any]) -> str:
@@ -139,9 +143,15 @@ def _version(info: dict[str, Any]) -> str:
     return ""
 
 
-def plan_chunks(inputs: list[InputSpec], num_cpus: int) -> tuple[list[Chunk], list[str]]:
+def list_inputs(inputs: list[InputSpec]) -> list[list[Listing]]:
+    """The files of every input (a missing or unreadable one stops the run here, in one line)."""
+    return [[list_input(given, spec.storage_options) for given in spec.paths] for spec in inputs]
+
+
+def plan_chunks(inputs: list[InputSpec], num_cpus: int,
+                listings: list[list[Listing]] | None = None) -> tuple[list[Chunk], list[str]]:
     """Cut every input into chunks sized so that each CPU gets about four; (chunks, skipped files)."""
-    listings = [[list_input(given, spec.storage_options) for given in spec.paths] for spec in inputs]
+    listings = listings if listings is not None else list_inputs(inputs)
     skipped = [s for per_input in listings for listing in per_input for s in listing.skipped]
     pieces_per_input: list[list[Piece]] = []
     for spec, per_input in zip(inputs, listings, strict=True):

@@ -17,7 +17,13 @@ from typing import IO, Any
 
 import fsspec
 
+from llmray.errors import UserError
+
 LOCAL_PROTOCOLS = ("file", "local")
+#: Packages behind each protocol, and the extra that installs them.
+EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
+#: Object-store clients retry for minutes by default; a probe should answer in seconds.
+_FAST_FAIL = {"s3": {"config_kwargs": {"connect_timeout": 5, "read_timeout": 20, "retries": {"max_attempts": 2}}}}
 
 
 def is_url(path: str) -> bool:
@@ -34,6 +40,9 @@ class Storage:
             url = url.split("://", 1)[1]
         self.local = not is_url(url)
         self.url = os.path.abspath(url) if self.local else url.rstrip("/")
+        if self.protocol in EXTRAS:
+            # Other processes write here too: a cached listing would hide their objects.
+            self.options.setdefault("use_listings_cache", False)
         self._fs: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -49,10 +58,33 @@ class Storage:
         return hash(self.url)
 
     @property
+    def protocol(self) -> str:
+        return "file" if not is_url(self.url) else self.url.split("://", 1)[0]
+
+    @property
     def fs(self) -> Any:
         if self._fs is None:
-            self._fs = fsspec.filesystem("file") if self.local else fsspec.core.url_to_fs(self.url, **self.options)[0]
+            if self.local:
+                self._fs = fsspec.filesystem("file")
+            else:
+                try:
+                    self._fs = fsspec.core.url_to_fs(self.url, **self.options)[0]
+                except (ImportError, ValueError) as exc:
+                    raise UserError(f"cannot open {self.url}: {explain(exc, self.protocol)}") from None
         return self._fs
+
+    def probe(self) -> None:
+        """Write and delete a small object, so that a place the run cannot write to (no such bucket,
+        no credentials, no permission, nothing answering, no space) stops it here in one line."""
+        probe = self if self.local else Storage(self.url, {**_FAST_FAIL.get(self.protocol, {}), **self.options})
+        rel = f"_llmray-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            probe.put(rel, b"llmray")
+            probe.delete(rel)
+        except UserError:
+            raise
+        except Exception as exc:  # any client's error: say what it means for this URL
+            raise UserError(f"cannot write to {self.url}: {explain(exc, self.protocol)}") from None
 
     def child(self, *parts: str) -> Storage:
         child = Storage.__new__(Storage)
@@ -117,7 +149,7 @@ class Storage:
             with open(path, "rb") as f:
                 f.seek(start)
                 return f.read(end - start)
-        return self.fs.cat_file(path, start, end)
+        return self.fs.cat_file(path, start=start, end=end)
 
     def open_read(self, rel: str) -> IO[bytes]:
         path = self._path(rel)
@@ -185,3 +217,26 @@ class Storage:
             self.fs.rm(path, recursive=True)
         except FileNotFoundError:
             pass
+
+
+def explain(exc: BaseException, protocol: str = "file") -> str:
+    """What a storage client's exception means for the user, in a few words with what to do."""
+    name = type(exc).__name__
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), name)
+    if isinstance(exc, ImportError):
+        extra = EXTRAS.get(protocol)
+        return f"the {protocol}:// file system is not installed (pip install 'llmray[{extra}]')" if extra else text
+    if "NoCredentials" in name or "credential" in text.lower():
+        return ("no credentials found: set them in the environment (e.g. AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or a profile) or in the job's storage_options")
+    if isinstance(exc, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
+        return "access denied: check the credentials and that they may write there"
+    if isinstance(exc, FileNotFoundError) and protocol != "file":
+        return f"{text}: create the bucket (or container), or fix the URL"
+    if "Connect" in name or isinstance(exc, (ConnectionError, TimeoutError)):
+        return f"nothing answers ({text}): check the endpoint URL and that the server is up"
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return "no space left on the device: free space, or choose another place"
+    if isinstance(exc, OSError) and exc.errno == 30:
+        return "read-only file system: choose another place"
+    return f"{name}: {text}"

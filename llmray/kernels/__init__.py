@@ -63,7 +63,3 @@ def compile_all(force: bool = False) -> float:
     except OSError:
         pass  # a read-only install: numba keeps its cache elsewhere; the next run loads it quickly
     return time.perf_counter() - started
-
-
-if __name__ == "__main__":
-    print(f"llmray kernels compiled in {compile_all(force=True):.1f} s")

@@ -32,7 +32,7 @@ from typing import Any
 from llmray.config import JobSpec
 from llmray.decisions import Decision, GlobalContext, Unit
 from llmray.errors import UserError
-from llmray.io.readers import Chunk, plan_chunks
+from llmray.io.readers import Chunk, list_inputs, plan_chunks
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
 from llmray.ops.base import GlobalStep
@@ -72,12 +72,17 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
     # A work location of the user's own may serve several runs: each job gets a folder of its own.
     work = (Storage(spec.output.work_dir, spec.output.storage_options).child(f"llmray-{spec.fingerprint()}")
             if spec.output.work_dir else output.child("_work"))
+    output.probe()
+    if spec.output.work_dir:
+        work.probe()
     finished = _finished_stats(output, spec)
     if finished and not options.overwrite:
         if options.progress:
             print(f"{output.url} already holds this job's finished output: nothing to do "
                   f"(--overwrite runs it again)", file=sys.stderr)
         return {**finished, "already_complete": True}
+    resuming = output.exists("_progress/plan.json") and not options.overwrite
+    listings = None if resuming else list_inputs(spec.inputs)
     _prepare_output(output, work, spec, options.overwrite)
     from llmray import cluster, kernels
 
@@ -87,7 +92,7 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     num_cpus = cluster.cpu_count()
     engine = Engine(num_cpus, options.max_retries)
-    chunks, skipped = _plan(output, spec, num_cpus)
+    chunks, skipped = _plan(output, spec, num_cpus, listings)
     segments = plan_segments(spec.steps, spec.output.format)
     fine = fine_parts(sum(c.est_bytes for c in chunks))
     total = st.new_counts()
@@ -138,7 +143,7 @@ def _previous_group(segments: list[Segment], segment: Segment) -> list[tuple[str
     return segments[segment.index - 1].group if segment.index else []
 
 
-def _plan(output: Storage, spec: JobSpec, num_cpus: int) -> tuple[list[Chunk], list[str]]:
+def _plan(output: Storage, spec: JobSpec, num_cpus: int, listings: list | None) -> tuple[list[Chunk], list[str]]:
     """The units of the first segment: planned once, then read back on resume (a resumed run on
     another number of CPUs keeps the same units)."""
     from llmray.io.batch import Piece
@@ -148,7 +153,7 @@ def _plan(output: Storage, spec: JobSpec, num_cpus: int) -> tuple[list[Chunk], l
         chunks = [Chunk(c["key"], tuple(Piece(**p) for p in c["pieces"]), c["source"], c["input_index"],
                         c["est_bytes"]) for c in saved["chunks"]]
         return chunks, saved["skipped"]
-    chunks, skipped = plan_chunks(spec.inputs, num_cpus)
+    chunks, skipped = plan_chunks(spec.inputs, num_cpus, listings)
     output.put_json("_progress/plan.json", {"chunks": [dataclasses.asdict(c) for c in chunks], "skipped": skipped})
     return chunks, skipped
 
@@ -243,9 +248,11 @@ def _label(plan: SegmentPlan) -> str:
 
 def _finished_stats(output: Storage, spec: JobSpec) -> dict[str, Any] | None:
     """The stats of a completed run of this same job in ``output``, if there is one."""
+    if not output.exists("stats.json"):
+        return None
     try:
         stats = output.get_json("stats.json")
-    except (OSError, ValueError):
+    except ValueError:
         return None
     return stats if stats.get("fingerprint") == spec.fingerprint() and stats.get("accounting_ok") else None
 
