@@ -3,12 +3,11 @@
     python -m benchmarks.bench_dedup [--input CORPUS.jsonl.gz --truth TRUTH.jsonl.gz] [--output DIR]
                                      [--scales 1,5,50] [--cpus 2]
 
-The corpus (JSONL with id and text) is written as parquet, then ``minhash_dedup`` runs on it through
-a local Ray runtime (``ray.init`` and one warm-up run are not timed; the warm-up starts the workers).
-Scale k > 1 concatenates k copies of the corpus, copy r with its ASCII letters put through a letter
-permutation of its own: lengths, word boundaries and every duplicate relation stay as they were
-inside a copy, while copies share no words (ids and true clusters get the suffix ``-r<r>``), so the
-ground truth scales with it. Accuracy is scored like ``eval_dedup.py`` (benchmarks.accuracy).
+The corpus (JSONL with id and text) is written as parquet, then a job of ``minhash_dedup`` alone runs
+on it through the runner on a local Ray runtime (Ray's start-up and one warm-up run are not timed;
+the warm-up starts the workers); the time is the job's ``wall_s``. Scale k > 1 concatenates k
+letter-permuted copies of the corpus (``llmray.bench.corpus.permuted_copies``), so the ground truth
+scales with it. Accuracy is scored like ``eval_dedup.py`` (``llmray.bench.accuracy``).
 datasketch (``MinHash.bulk`` + ``MinHashLSH`` at the same threshold, one process, regex word
 5-grams) runs on the same documents in the same run; the ratio compares MB/s per core.
 Peak memory is sampled every 0.25 s for each Ray worker process (RSS, and RSS minus shared pages,
@@ -18,22 +17,20 @@ which leaves out the object store's shared memory that a worker maps while readi
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import random
 import shutil
 import statistics
-import string
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks import accuracy, measure, peers
+from llmray.bench import accuracy, corpus, measure, peers
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "neardup"
@@ -42,37 +39,31 @@ DEFAULT_TRUTH = SHARED / "truth_20k.jsonl.gz"
 ROWS_PER_GROUP = 2000
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
-def _cipher(r: int) -> dict[int, int]:
-    letters = list(string.ascii_lowercase)
-    random.Random(r).shuffle(letters)
-    lower = "".join(letters)
-    return str.maketrans(string.ascii_lowercase + string.ascii_uppercase, lower + lower.upper())
+def copies(docs: list[dict[str, Any]], truth: dict[str, str] | None, scale: int
+           ) -> Iterator[tuple[list[dict[str, Any]], dict[str, str] | None]]:
+    """(documents, truth) of each of ``scale`` letter-permuted copies in turn."""
+    records = [{"id": str(d["id"]), "text": d["text"]} for d in docs]
+    truth_records = None if truth is None else [{"id": k, "cluster": v} for k, v in truth.items()]
+    for r in range(scale):
+        part, part_truth = corpus.permuted_copy(records, truth_records, r)
+        yield part, None if part_truth is None else {t["id"]: t["cluster"] for t in part_truth}
 
 
 def write_scaled(docs: list[dict[str, Any]], truth: dict[str, str] | None, scale: int,
                  directory: Path) -> tuple[dict[str, str] | None, int]:
-    """Parquet input of ``scale`` disguised copies; (scaled truth, text bytes)."""
+    """Parquet input of ``scale`` letter-permuted copies; (scaled truth, text bytes)."""
     directory.mkdir(parents=True)
-    scaled: dict[str, str] | None = {} if truth is not None else None
+    scaled: dict[str, str] | None = None if truth is None else {}
     nbytes = 0
-    for r in range(scale):
-        table = _cipher(r) if r else None
-        suffix = f"-r{r}" if r else ""
-        ids = [f"{d['id']}{suffix}" for d in docs]
-        texts = [d["text"].translate(table) if table else d["text"] for d in docs]
-        nbytes += sum(len(t.encode()) for t in texts)
-        if scaled is not None and truth is not None:
-            scaled.update({f"{doc}{suffix}": f"{cluster}{suffix}" for doc, cluster in truth.items()})
-        for k in range(0, len(docs), 4 * ROWS_PER_GROUP):
-            part = pa.table({"id": ids[k:k + 4 * ROWS_PER_GROUP], "text": texts[k:k + 4 * ROWS_PER_GROUP],
-                             "source": ["bench"] * len(ids[k:k + 4 * ROWS_PER_GROUP])})
-            pq.write_table(part, directory / f"r{r:03d}-{k:07d}.parquet", row_group_size=ROWS_PER_GROUP)
+    for r, (part, part_truth) in enumerate(copies(docs, truth, scale)):
+        nbytes += sum(len(d["text"].encode()) for d in part)
+        if scaled is not None and part_truth is not None:
+            scaled.update(part_truth)
+        for k in range(0, len(part), 4 * ROWS_PER_GROUP):
+            rows = part[k:k + 4 * ROWS_PER_GROUP]
+            table = pa.table({"id": [d["id"] for d in rows], "text": [d["text"] for d in rows],
+                              "source": ["bench"] * len(rows)})
+            pq.write_table(table, directory / f"r{r:03d}-{k:07d}.parquet", row_group_size=ROWS_PER_GROUP)
     return scaled, nbytes
 
 
@@ -114,35 +105,28 @@ class WorkerMemory:
 
 
 def run_ours(input_dir: Path, work: Path, threshold: float, cpus: int) -> tuple[float, dict[str, Any], Any]:
-    """One timed ``minhash_dedup`` run: (wall seconds, its result, (kept ids, id -> cluster))."""
-    from llmray.ops.dedup import MinhashDedup
-    from llmray.pipeline.context import GlobalContext
+    """One timed job of ``minhash_dedup``: (wall seconds, its stats, (kept ids, id -> cluster))."""
+    from llmray.config import parse_job
+    from llmray.pipeline.runner import RunOptions, run_job
 
-    shutil.rmtree(work, ignore_errors=True)
-    ctx = GlobalContext(input_dir=input_dir, output_dir=work / "data", work_dir=work / "work", output_root=work,
-                        rejects_dir=None, num_cpus=cpus)
-    started = time.perf_counter()
-    result = MinhashDedup(threshold=threshold, write_clusters=True).run(ctx)
-    wall = time.perf_counter() - started
-    kept = set(pq.read_table(ctx.output_dir, columns=["id"]).column("id").to_pylist())
+    step = {"minhash_dedup": {"threshold": threshold, "write_clusters": True}}
+    spec = parse_job({"input": {"paths": [str(input_dir)]}, "steps": [step], "output": {"path": str(work)}})
+    stats = run_job(spec, RunOptions(num_cpus=cpus, overwrite=True, progress=False))
+    kept = set(pq.read_table(work / "data", columns=["id"]).column("id").to_pylist())
     clusters = pq.read_table(work / "clusters", columns=["id", "cluster_id"]).to_pydict()
     labels = dict(zip(clusters["id"], clusters["cluster_id"], strict=True))
-    return wall, result, (kept, labels)
+    return stats["wall_s"], stats, (kept, labels)
 
 
 def run_datasketch(docs: list[dict[str, Any]], threshold: float) -> tuple[float, dict[str, str], set[str], Any]:
     """datasketch as its users run it: regex 5-word shingles, MinHash.bulk, MinHashLSH(threshold)."""
-    from datasketch import LeanMinHash, MinHash, MinHashLSH
+    from datasketch import MinHashLSH
 
-    ids = [str(d["id"]) for d in docs]
+    req = {"ngram": 5, "num_perm": 128}
     started = time.perf_counter()
-    shingled = [[s.encode() for s in peers.word_shingles(d["text"], 5)] for d in docs]
-    sigs = [LeanMinHash(m) for m in MinHash.bulk(shingled, num_perm=128, seed=1)]
-    lsh = MinHashLSH(threshold=threshold, num_perm=128)
-    for i, sig in enumerate(sigs):
-        lsh.insert(i, sig)
-    pairs = [(i, j) for i, sig in enumerate(sigs) for j in lsh.query(sig) if j != i]
-    labels, removed = accuracy.clusters_from_pairs(ids, pairs)
+    labels, removed = peers.datasketch_lsh([str(d["id"]) for d in docs], [d["text"] for d in docs], req, 1,
+                                           threshold=threshold)
+    lsh = MinHashLSH(threshold=threshold, num_perm=req["num_perm"])
     return time.perf_counter() - started, labels, removed, lsh.b, lsh.r
 
 
@@ -153,6 +137,8 @@ def run(input_path: str | None = None, truth_path: str | None = None, output_dir
     """Benchmark ``minhash_dedup``; writes ``dedup.json`` to ``output_dir`` and returns the same dict."""
     import ray
 
+    from llmray import cluster
+
     source = Path(input_path) if input_path else DEFAULT_INPUT
     if not source.is_file():
         return {"skipped": f"no corpus at {source}"}
@@ -161,13 +147,11 @@ def run(input_path: str | None = None, truth_path: str | None = None, output_dir
     scales = scales or ([1] if quick else [1, 5])
     thresholds = thresholds or ([0.8] if quick else [0.8, 0.7])
     repeats = 1 if quick else repeats
-    docs = _read_jsonl(source)
+    docs = corpus.read_jsonl(source)
     truth = accuracy.load_truth(truth_file) if truth_file and truth_file.is_file() else None
     results: dict[str, Any] = {"input": str(source), "truth": str(truth_file) if truth else None,
                                "cpus": cores, "machine": measure.machine(), "runs": []}
-    started = time.perf_counter()
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    results["ray_init_s"] = round(time.perf_counter() - started, 2)
+    results["ray_init_s"] = round(cluster.connect(None, cores), 2)
     tmp = Path(tempfile.mkdtemp(prefix="bench_dedup_"))
     try:
         for scale in scales:
@@ -200,8 +184,8 @@ def _measure(input_dir: Path, work: Path, truth: dict[str, str] | None, nbytes: 
     entry: dict[str, Any] = {
         "scale": scale, "docs": n_docs * scale, "text_mb": round(nbytes / 1e6, 1), "threshold": threshold,
         "wall_s": round(wall, 3), "walls_s": [round(w, 3) for w in walls], "cold_wall_s": round(cold, 3),
-        "mb_s_per_core": round(nbytes / 1e6 / wall / cores, 1), "removed": result.docs_in - result.docs_out,
-        "details": result.details, **memory.figures()}
+        "mb_s_per_core": round(nbytes / 1e6 / wall / cores, 1), "removed": result["docs_in"] - result["docs_out"],
+        "details": result["global_steps"]["minhash_dedup"], **memory.figures()}
     if truth is not None:
         removed = set(truth) - kept
         entry["scores"] = accuracy.score(truth, removed, labels)
@@ -210,12 +194,9 @@ def _measure(input_dir: Path, work: Path, truth: dict[str, str] | None, nbytes: 
 
 def _datasketch(docs: list[dict[str, Any]], truth: dict[str, str] | None, scale: int, threshold: float,
                 nbytes: int) -> dict[str, Any]:
-    batch = docs if scale == 1 else [
-        {"id": f"{d['id']}-r{r}" if r else d["id"], "text": d["text"].translate(_cipher(r)) if r else d["text"]}
-        for r in range(scale) for d in docs]
-    wall, labels, removed, bands, rows = run_datasketch(batch, threshold)
-    scaled = None if truth is None else {f"{k}-r{r}" if r else k: f"{v}-r{r}" if r else v
-                                         for r in range(scale) for k, v in truth.items()}
+    parts = list(copies(docs, truth, scale))
+    wall, labels, removed, bands, rows = run_datasketch([d for part, _ in parts for d in part], threshold)
+    scaled = None if truth is None else {k: v for _, part_truth in parts for k, v in (part_truth or {}).items()}
     return {"wall_s": round(wall, 2), "mb_s_per_core": round(nbytes / 1e6 / wall, 2), "bands": bands, "rows": rows,
             "scores": accuracy.score(scaled, removed, labels) if scaled else None}
 

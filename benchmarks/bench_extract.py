@@ -27,10 +27,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from benchmarks.measure import machine
+from llmray.bench.measure import machine
 from llmray.io.warc import decode
-from llmray.ops.base import TEXT
-from llmray.ops.html import HtmlToText
+from llmray.ops.base import KEEP
+from llmray.ops.clean.html import HtmlToText
+from llmray.schema import TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_NAME = Path("data/web/article-extraction-benchmark")
@@ -99,10 +100,11 @@ def evaluate(params: dict[str, Any], ids: list[str], html: list[str], golds: lis
     op.setup()
     table = pa.table({"id": ids, TEXT: html})
     started = time.perf_counter()
-    kept, dropped, codes = op.split(table)
+    out, codes = op.map_rows(table)
     seconds = time.perf_counter() - started
+    kept = out if codes is None else out.filter(pa.array(codes == KEEP))
     texts = dict(zip(kept.column("id").to_pylist(), kept.column(TEXT).to_pylist(), strict=True))
-    reasons = Counter(op.reason_names()[c] for c in codes)
+    reasons = Counter(op.reason_names()[c] for c in ([] if codes is None else codes[codes != KEEP]))
     return {"params": params, **score(golds, [texts.get(page) for page in ids]), "pages": len(ids),
             "dropped": dict(reasons), "seconds": round(seconds, 2),
             "pages_per_s": round(len(ids) / seconds, 1)}

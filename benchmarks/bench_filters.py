@@ -11,7 +11,7 @@ text MB / wall time; ``cpu_mb_per_s`` uses the process's CPU time, which a busy 
 disturbs less.
 
 Agreement, on the first ``--agreement-docs`` documents, each filter deciding on every document:
-- with ``benchmarks/reference_filters.py``, a plain per-document Python version of the same rules
+- with ``tests/ops/reference_filters.py``, a plain per-document Python version of the same rules
   (identical decisions expected: it checks the compiled kernels on real text);
 - with datatrove's GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter and
   FineWebQualityFilter at their defaults, when ``datatrove`` is importable (it is not a dependency:
@@ -38,12 +38,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from benchmarks import measure, reference_filters
-from llmray.ops.base import KEEP, TEXT, Filter
+from llmray.bench import measure
+from llmray.ops.base import KEEP, FilterStep
 from llmray.ops.filters.c4_quality import C4Quality
 from llmray.ops.filters.fineweb_quality import FineWebQuality
 from llmray.ops.filters.gopher_quality import GopherQuality
 from llmray.ops.filters.gopher_repetition import GopherRepetition
+from llmray.schema import TEXT
+from tests.ops import reference_filters
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "neardup" / "corpus_20k.jsonl.gz"
@@ -72,7 +74,7 @@ DATATROVE_REASONS = {
 }
 
 
-def filters() -> list[Filter]:
+def filters() -> list[FilterStep]:
     """The four filters at their defaults, in FineWeb's order."""
     return [GopherRepetition(), GopherQuality(), C4Quality(), FineWebQuality()]
 
@@ -111,7 +113,7 @@ def _rates(walls: list[float], cpus: list[float], docs: int, nbytes: int) -> dic
     return out
 
 
-def chain(ops: Sequence[Filter], tables: list[pa.Table]) -> dict[str, int]:
+def chain(ops: Sequence[FilterStep], tables: list[pa.Table]) -> dict[str, int]:
     """Run the filters one after another on each batch; documents dropped per op (in order)."""
     dropped: Counter = Counter()
     for table in tables:
@@ -122,7 +124,7 @@ def chain(ops: Sequence[Filter], tables: list[pa.Table]) -> dict[str, int]:
     return dict(dropped)
 
 
-def throughput(ops: Sequence[Filter], tables: list[pa.Table], repeats: int) -> dict[str, Any]:
+def throughput(ops: Sequence[FilterStep], tables: list[pa.Table], repeats: int) -> dict[str, Any]:
     docs = sum(t.num_rows for t in tables)
     text_bytes = sum(pc.sum(pc.binary_length(t.column(TEXT))).as_py() or 0 for t in tables)
     warm = time.perf_counter()
@@ -139,7 +141,7 @@ def throughput(ops: Sequence[Filter], tables: list[pa.Table], repeats: int) -> d
     return out
 
 
-def llmray_decisions(ops: Sequence[Filter], texts: list[str], rows: int) -> Decisions:
+def llmray_decisions(ops: Sequence[FilterStep], texts: list[str], rows: int) -> Decisions:
     """Each filter's reason (None: kept) for every document."""
     out: Decisions = {op.name: [] for op in ops}
     for table in batches(texts, rows):

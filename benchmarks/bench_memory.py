@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from llmray.bench.measure import TreeMemory
+
 ROOT = Path(__file__).resolve().parents[1]
 PARAGRAPH = ("The committee met on Tuesday to review the annual budget and the plans for the new library. "
              "Members agreed that the reading rooms should stay open later in the evening. ")
@@ -39,26 +41,15 @@ def make_jsonl(path: Path, total_bytes: int, doc_bytes: int = 3000) -> int:
 
 
 def measure(job: Path, extra: list[str]) -> dict:
-    """Run `llmray run` and sample the RSS of its process tree until it exits."""
+    """Run `llmray run` and sample the RSS of its process tree until it exits (MB = 10^6 bytes)."""
     cmd = [sys.executable, "-m", "llmray.cli", "run", str(job), "--overwrite", "--quiet", *extra]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak_total = peak_process = 0
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        rss = []
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                rss.append(p.memory_info().rss)
-            except psutil.Error:
-                continue
-        peak_total, peak_process = max(peak_total, sum(rss)), max(peak_process, max(rss, default=0))
-        time.sleep(0.2)
-    output = proc.stdout.read() if proc.stdout else ""
+    with TreeMemory(proc.pid, interval_s=0.2) as memory:
+        output, _ = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"llmray run failed:\n{output}")
-    return {"elapsed_s": round(time.perf_counter() - started, 2), "peak_tree_rss_mb": round(peak_total / 2**20),
-            "peak_process_rss_mb": round(peak_process / 2**20)}
+    return {"elapsed_s": round(time.perf_counter() - started, 2), **memory.figures()}
 
 
 def run(gb: float, output_dir: Path, num_cpus: int = 2) -> dict:

@@ -164,7 +164,7 @@ def run(output_dir: str | Path | None = None, quick: bool = False, repeats: int 
 
 def _tokenizer(work: Path) -> Path:
     """One vocabulary for both runs, trained once, so neither run's time includes it."""
-    from llmray.train import tokenizer as toks
+    from llmray import tokenizer as toks
     from llmray.train.data import Files, read_tables
 
     texts = (t.column("text").to_pylist() for t in read_tables(Files(CORPUS, "json"), ["text"]))

@@ -1,13 +1,15 @@
-"""`llmray bench`: the corpus generator's ground truth, the dedup scores, and the shape of a quick run.
+"""`llmray bench`: the corpus generator's ground truth, the dedup scores, and what a quick run measures.
 
-Timings are not checked (they depend on the machine); the structure of results.json is.
+Timings are not checked (they depend on the machine); what was measured on what is.
 """
 
 import json
 import subprocess
 import sys
 
-from benchmarks import accuracy, corpus
+import pytest
+
+from llmray.bench import accuracy, corpus
 
 
 def test_generator_injects_duplicates_with_exact_ground_truth():
@@ -34,6 +36,23 @@ def test_generator_injects_duplicates_with_exact_ground_truth():
         corpus.GeneratorParams(docs=50, seed=3))
 
 
+def test_permuted_copy_keeps_duplicates_inside_and_shares_nothing_across():
+    docs, truth = corpus.generate(corpus.GeneratorParams(docs=120, seed=1))
+    copy, copy_truth = corpus.permuted_copy(docs, truth, 1)
+    assert corpus.permuted_copy(docs, truth, 0) == (docs, truth)
+    assert [d["id"] for d in copy] == [f"{d['id']}-r1" for d in docs]
+    assert [len(d["text"]) for d in copy] == [len(d["text"]) for d in docs]
+    assert [t["cluster"] for t in copy_truth] == [f"{t['cluster']}-r1" for t in truth]
+    text, copied = {d["id"]: d["text"] for d in docs}, {d["id"]: d["text"] for d in copy}
+    for record in (t for t in truth if t["src"]):
+        before = corpus.jaccard(corpus.shingles(text[record["id"]]), corpus.shingles(text[record["src"]]))
+        after = corpus.jaccard(corpus.shingles(copied[record["id"] + "-r1"]),
+                               corpus.shingles(copied[record["src"] + "-r1"]))
+        assert after == before
+    shared = set().union(*map(corpus.shingles, text.values())) & set().union(*map(corpus.shingles, copied.values()))
+    assert not shared
+
+
 def test_scores_follow_the_research_definitions():
     truth = {"a": "1", "b": "1", "c": "1", "d": "2", "e": "3"}
     assert accuracy.removal_scores(truth, {"b", "c"}) == {
@@ -46,68 +65,72 @@ def test_scores_follow_the_research_definitions():
     assert (pair["true_pairs"], pair["predicted_pairs"], pair["precision"]) == (3, 2, 0.5)
 
 
-def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def bench(*args: str, cwd=None, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "llmray.cli", "bench", *args], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)
 
 
 def test_unknown_stage_is_refused_before_any_work(tmp_path):
-    proc = bench("--stages", "nope", "--output", str(tmp_path / "out"))
+    proc = bench("--stages", "read,nope", "--output", str(tmp_path / "out"))
     assert proc.returncode == 2
-    assert "unknown stage(s) nope" in proc.stderr
+    assert "unknown stage(s) nope" in proc.stderr and "jobs" in proc.stderr  # the known names are listed
     assert not (tmp_path / "out").exists()
 
 
-def test_quick_bench_writes_results_plots_and_table(tmp_path):
+def test_quick_bench_measures_whole_jobs_first(tmp_path):
     out = tmp_path / "bench"
-    proc = bench("--quick", "--docs", "200", "--cpus", "1", "--stages", "read,normalize,minhash_signatures",
-                 "--output", str(out))
+    docs = 300
+    # From outside the checkout: nothing of the repository is needed.
+    proc = bench("--quick", "--docs", str(docs), "--cpus", "1", "--stages", "exact_dedup,minhash_signatures,jobs",
+                 "--output", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert results["schema"] == 1 and results["mode"] == "quick"
-    assert {"cpu_model", "cores_logical", "ram_gb", "python", "libraries"} <= set(results["machine"])
-    assert results["machine"]["libraries"]["ray"]
+    assert results["mode"] == "quick" and results["machine"]["libraries"]["ray"]
     main = results["corpora"]["synthetic"]
-    assert main["docs"] == 200 and main["duplicates"]["should_remove"] > 0
-    assert results["corpora"]["quickstart"]["docs"] > 1000
+    assert main["docs"] == docs and main["duplicates"]["exact"] > 0
 
-    names = [s["name"] for s in results["stages"]]
-    assert names[0] == "read" and "normalize:all" in names and "minhash_signatures" in names
-    assert "python" in {x["name"] for x in results["skipped"]}  # needs parameters: listed, not measured
-    for stage in results["stages"]:
-        assert stage["status"] == "ok", stage
-        for figures in stage["corpora"].values():
-            for key in ("docs_per_s", "mb_per_s", "mb_per_s_per_core", "wall_s"):
-                assert set(figures[key]) == {"median", "min", "max", "spread_pct", "runs"}
-            assert figures["peak_rss_mb"] > 0 and figures["docs_in"] > 0
+    jobs = results["jobs"]["jobs"]
+    assert [j["file"] for j in jobs] == ["jobs/dedup.yaml", "jobs/clean.yaml", "jobs/pipeline.yaml"]
+    for job in jobs:
+        assert not job["failures"], job["failures"]
+        (point,) = job["points"]
+        assert point["cpus"] == 1 and point["docs_in"] == docs and round(point["bytes_in"] / 1e6, 2) == main["text_mb"]
+        assert point["docs_out"] + sum(point["dropped"].values()) == docs
+        per_core = point["bytes_in"] / 1e6 / point["wall_s"]["median"] / point["cpus"]
+        assert point["mb_per_s_per_core"]["median"] == pytest.approx(per_core, rel=2e-3)
+    dedup, clean, _ = jobs
+    assert set(dedup["points"][0]["dropped"]) == {"exact_dedup.duplicate", "minhash_dedup.duplicate"}
+    assert dedup["points"][0]["accuracy"]["removal"]["removed"] == docs - dedup["points"][0]["docs_out"]
+    assert "accuracy" not in clean["points"][0] and not clean["peers"]  # filters drop more than duplicates
+    (peer,) = dedup["peers"]
+    assert (peer["tool"], peer["task"], peer["docs"]) == ("datasketch", "dedup_job", docs)
+    assert peer["ratio"] == round(dedup["points"][0]["mb_per_s_per_core"]["median"]
+                                  / peer["mb_per_s_per_core"]["median"], 2)
 
-    (job,) = results["scaling"]["jobs"]
-    assert job["name"] == "normalize" and not job["failures"]
-    (point,) = job["points"]
-    assert point["cpus"] == 1 and point["efficiency"] == 1.0 and point["peak_tree_rss_mb"] > 0
-
-    tasks = {(p["tool"], p["task"]) for p in results["peers"]["results"] if p["status"] == "ok"}
-    assert tasks == {("datasketch", "signatures"), ("datasketch", "neardup")}
-    (ratio,) = results["ratios"]
-    assert (ratio["llmray_stage"], ratio["peer"]) == ("minhash_signatures", "datasketch")
-    assert ratio["ratio"] > 0
-    (scored,) = results["accuracy"]
-    assert scored["tool"] == "datasketch"
-    assert set(scored["removal"]["f1"]) == {"median", "min", "max", "spread_pct", "runs"}
-
-    assert set(results["files"]["plots"]) == {"throughput.png", "scaling.png", "peers.png",
-                                              "dedup_accuracy.png"}
-    for name in results["files"]["plots"]:
-        assert (out / name).stat().st_size > 1000
-    table = (out / "results.md").read_text()
-    assert "### Stages, one core each" in table and "### Against peers" in table
+    stages = {s["name"]: s for s in results["stages"]}
+    assert set(stages) == {"exact_dedup", "minhash_signatures"}
+    exact = stages["exact_dedup"]
+    assert (exact["kind"], exact["status"]) == ("job", "ok")
+    figures = exact["corpora"]["synthetic"]
+    # Exact copies are all exact_dedup removes, and each removal is right.
+    assert figures["docs_in"] - figures["docs_out"] == main["duplicates"]["exact"]
+    assert figures["ops"]["exact_dedup"]["details"]["duplicates"] == main["duplicates"]["exact"]
+    assert figures["accuracy"]["removal"]["precision"]["median"] == 1.0
+    assert results["corpora"]["quickstart"]["docs"] == exact["corpora"]["quickstart"]["docs_in"]
+    (ratio,) = [r for r in results["ratios"] if r["task"] == "signatures"]
+    assert ratio["llmray"] == stages["minhash_signatures"]["corpora"]["synthetic"]["mb_per_s_per_core"]["median"]
+    (scaled,) = results["scaling"]["jobs"]
+    assert (scaled["name"], scaled["steps"], scaled["points"][0]["docs_in"]) == ("dedup", ["exact_dedup"], docs)
     assert not (out / "work").exists()
+    assert {"scaling.png", "dedup_accuracy.png"} <= set(results["files"]["plots"])
 
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- bench:begin -->\nold\n<!-- bench:end -->\ntail\n")
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.table", str(out / "results.json"), "--readme",
+    readme.write_text("# x\n<!-- bench:begin -->\nOLD TABLE\n<!-- bench:end -->\ntail\n")
+    proc = subprocess.run([sys.executable, "-m", "llmray.bench.table", str(out / "results.json"), "--readme",
                            str(readme)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     block = readme.read_text()
-    assert "old" not in block and block.endswith("<!-- bench:end -->\ntail\n")
-    assert "| MinHash signatures, one core each |" in block and "bench/results.md" in block
+    assert "OLD TABLE" not in block and block.endswith("<!-- bench:end -->\ntail\n")
+    rows = [line for line in block.splitlines() if line.startswith("| ") and not line.startswith("| what")]
+    assert [row.split("`")[1] for row in rows[:3]] == ["jobs/dedup.yaml", "jobs/clean.yaml", "jobs/pipeline.yaml"]
+    assert all(row.startswith("| whole job") for row in rows[:3]) and rows[3].startswith("| part of a job")

@@ -2,7 +2,7 @@
 
 The quality filters only need counts (words, lines, duplicates, n-gram repeats), so the kernels walk
 the UTF-8 bytes of a whole batch in compiled code, with no Python object per document or per word.
-Definitions (shared by every filter and mirrored by ``benchmarks/reference_filters.py``):
+Definitions (shared by every filter and mirrored by ``tests/ops/reference_filters.py``):
 
 * **Characters** are Unicode code points (what ``len(str)`` counts).
 * **Character classes** (:func:`char_flags`): *space* is ``str.isspace``; *punctuation* is every code
@@ -584,11 +584,57 @@ WORD_STATS = ("chars", "tokens", "words", "word_chars", "alpha_tokens", "stop_wo
 
 
 @njit(cache=True, nogil=True)
-def _word_stats(offsets, data, table, stop_hashes, stop_len):
+def _byte_counts(data, s, e):
+    """(characters, ``#``, ellipses, newlines) of ``data[s:e]``: byte rules, no decoding. Characters are
+    the bytes that do not continue a UTF-8 sequence; ellipses are ``…`` plus, per run of ``.``, its
+    length // 3. Vectorized loops (unsigned indices), with a second one over the dots only where a
+    run of three occurs."""
+    chars = 0
+    hashes = 0
+    newlines = 0
+    for i in range(np.uint64(s), np.uint64(e)):
+        c = data[i]
+        chars += (c & 0xC0) != 0x80
+        hashes += c == 35
+        newlines += c == 10
+    one = np.uint64(1)
+    two = np.uint64(2)
+    ellipses = 0
+    triples = 0
+    for i in range(np.uint64(s + 2), np.uint64(max(e, s + 2))):
+        c, c1, c2 = data[i], data[i - one], data[i - two]
+        ellipses += (c2 == 0xE2) & (c1 == 0x80) & (c == 0xA6)
+        triples += (c == 46) & (c1 == 46) & (c2 == 46)
+    if triples:
+        dots = 0
+        for i in range(s, e):
+            if data[i] == 46:
+                dots += 1
+            else:
+                ellipses += dots // 3
+                dots = 0
+        ellipses += dots // 3
+    return chars, hashes, ellipses, newlines
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _packed_lower(data, a, b):
+    """``data[a:b]`` (at most 8 bytes) with ASCII letters in lower case, as a little-endian integer."""
+    word = np.uint64(0)
+    for k in range(b - a):
+        c = data[a + k]
+        if 65 <= c <= 90:
+            c += 32
+        word |= np.uint64(c) << np.uint64(8 * k)
+    return word
+
+
+@njit(cache=True, nogil=True)
+def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_first, stop_len, packed):
     n_docs = offsets.shape[0] - 1
     out = np.zeros((n_docs, len(WORD_STATS)), np.int64)
     tokens = np.empty((1024, 4), np.int64)
-    seen = np.zeros(max(stop_hashes.shape[0], 1), np.bool_)
+    seen = np.zeros(max(stop_keys.shape[0], 1), np.bool_)
     for d in range(n_docs):
         s, e = offsets[d], offsets[d + 1]
         n, tokens = doc_tokens(data, s, e, table, tokens)
@@ -596,7 +642,8 @@ def _word_stats(offsets, data, table, stop_hashes, stop_len):
         word_chars = 0
         alpha = 0
         distinct = 0
-        seen[:] = False
+        if stop_len:
+            seen[:] = False
         for t in range(n):
             kind = tokens[t, TOKEN_FLAGS]
             if kind & HAS_ALPHA:
@@ -605,33 +652,26 @@ def _word_stats(offsets, data, table, stop_hashes, stop_len):
                 continue
             words += 1
             word_chars += tokens[t, TOKEN_CHARS]
-            if tokens[t, TOKEN_END] - tokens[t, TOKEN_START] <= stop_len:
-                h = _hash_bytes(data, tokens[t, TOKEN_START], tokens[t, TOKEN_END], True)
-                k = np.searchsorted(stop_hashes, h)
-                if k < stop_hashes.shape[0] and stop_hashes[k] == h and not seen[k]:
-                    seen[k] = True
-                    distinct += 1
-        chars = 0
-        n_hash = 0
-        ellipses = 0
-        newlines = 0
-        dots = 0
-        for i in range(s, e):
-            c = data[i]
-            if c == 46:
-                dots += 1
+            a, b = tokens[t, TOKEN_START], tokens[t, TOKEN_END]
+            if b - a > stop_len:
+                continue
+            c = data[a]
+            if not stop_first[c + 32 if 65 <= c <= 90 else c]:
+                continue
+            if packed:  # every stop word has at most 8 bytes: compare the bytes themselves
+                key = _packed_lower(data, a, b)
+                k = np.searchsorted(stop_keys, key)
+                while k < stop_keys.shape[0] and stop_keys[k] == key and stop_lens[k] != b - a:
+                    k += 1
+                found = k < stop_keys.shape[0] and stop_keys[k] == key
             else:
-                ellipses += dots // 3
-                dots = 0
-                if c == 35:
-                    n_hash += 1
-                elif c == 10:
-                    newlines += 1
-                elif c == 0xE2 and i + 2 < e and data[i + 1] == 0x80 and data[i + 2] == 0xA6:
-                    ellipses += 1
-            if (c & 0xC0) != 0x80:
-                chars += 1
-        ellipses += dots // 3
+                key = _hash_bytes(data, a, b, True)
+                k = np.searchsorted(stop_keys, key)
+                found = k < stop_keys.shape[0] and stop_keys[k] == key
+            if found and not seen[k]:
+                seen[k] = True
+                distinct += 1
+        chars, n_hash, ellipses, newlines = _byte_counts(data, s, e)
         row = out[d]
         row[0] = chars
         row[1] = n
@@ -645,11 +685,23 @@ def _word_stats(offsets, data, table, stop_hashes, stop_len):
     return out
 
 
-def _stop_hashes(stop_words: Iterable[str]) -> tuple[np.ndarray, int]:
-    words = {w.encode().lower() for w in stop_words}
-    hashes = np.array(sorted(_hash_bytes(np.frombuffer(w, np.uint8), 0, len(w), False) for w in words),
-                      dtype=np.uint64)
-    return hashes, max((len(w) for w in words), default=0)
+def _stop_words(stop_words: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
+    """The kernel's view of a stop-word list: sorted keys (the lower-cased bytes themselves when every
+    word has at most 8 bytes, else 64-bit hashes), their byte lengths, which first bytes occur, the
+    longest length, and whether the keys are packed bytes."""
+    words = sorted({w.encode().lower() for w in stop_words if w})
+    first = np.zeros(256, np.bool_)
+    for w in words:
+        first[w[0]] = True
+    longest = max((len(w) for w in words), default=0)
+    packed = longest <= 8
+    if packed:
+        keyed = sorted((int.from_bytes(w, "little"), len(w)) for w in words)
+    else:
+        keyed = sorted((int(_hash_bytes(np.frombuffer(w, np.uint8), 0, len(w), False)), len(w)) for w in words)
+    keys = np.array([k for k, _ in keyed], dtype=np.uint64)
+    lens = np.array([n for _, n in keyed], dtype=np.int64)
+    return keys, lens, first, longest, packed
 
 
 def word_stats(column: pa.Array | pa.ChunkedArray, stop_words: Iterable[str] = ()) -> dict[str, np.ndarray]:
@@ -660,8 +712,7 @@ def word_stats(column: pa.Array | pa.ChunkedArray, stop_words: Iterable[str] = (
     case folded); hashes: ``#`` characters; ellipses: ``...`` (non-overlapping) plus ``…``;
     newlines: ``\\n`` characters.
     """
-    hashes, stop_len = _stop_hashes(stop_words)
-    return _columns(_per_chunk(column, _word_stats, char_table(), hashes, stop_len), WORD_STATS)
+    return _columns(_per_chunk(column, _word_stats, char_table(), *_stop_words(stop_words)), WORD_STATS)
 
 
 # ---------------------------------------------------------------------------------------------

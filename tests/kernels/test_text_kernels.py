@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import benchmarks.reference_filters as ref
+import tests.ops.reference_filters as ref
 from llmray.kernels.c4 import C4_STATS, c4_lines
 from llmray.kernels.text import (
     LINE_STATS,

@@ -1,7 +1,9 @@
-"""Benchmark corpora: a generator of realistic documents with known duplicates, and given inputs.
+"""Benchmark corpora: a generator of realistic documents with known duplicates, given inputs, and
+larger corpora made of letter-permuted copies.
 
-The generator needs no data beyond the repository: its text is real English prose, the sentences of
-the shipped quickstart corpus (State of the Union addresses, public domain). Documents are runs of
+The generator needs no data beyond the package: its text is real English prose, the sentences of
+the quickstart corpus that comes with it (``data/quickstart``: State of the Union addresses, public
+domain). Documents are runs of
 consecutive sentences with the original paragraph breaks, their lengths drawn from a log-normal
 (median about 2 KB, like web text), so the filters and the tokenizer see natural text.
 
@@ -20,17 +22,22 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import json
 import math
 import random
 import re
 import statistics
+import string
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "data" / "quickstart"
+#: What the package brings for its benchmark (links into the repository's data/ and jobs/, which a
+#: wheel holds as files): the quickstart text and the job files the jobs part runs.
+DATA = Path(__file__).parent / "data"
+QUICKSTART = DATA / "quickstart"
+JOBS = DATA / "jobs"
 CORPUS_FILE = "corpus.jsonl"
 TRUTH_FILE = "truth.jsonl"
 
@@ -62,18 +69,31 @@ class GeneratorParams:
     ngram: int = 5
 
 
+def require_data(job_files: list[str]) -> None:
+    """Refuse to start without the data a run reads: the quickstart text and the job files."""
+    missing = [] if quickstart_files() else [f"{QUICKSTART}/*.jsonl.gz"]
+    missing += [str(JOBS / name) for name in job_files if not (JOBS / name).is_file()]
+    if missing:
+        from llmray.errors import UserError
+
+        raise UserError(f"this llmray was installed without the benchmark's data ({', '.join(missing)}): "
+                        f"install it from a checkout, or from a wheel built with llmray/bench/data as package data")
+
+
+def quickstart_files(directory: Path = QUICKSTART) -> list[Path]:
+    return sorted(directory.glob("*.jsonl.gz"))
+
+
 def sentence_pool(directory: Path = QUICKSTART) -> list[tuple[str, bool]]:
     """(sentence, starts a paragraph) for every sentence of the quickstart corpus, in order."""
     pool = []
-    for path in sorted(directory.glob("*.jsonl.gz")):
+    for path in quickstart_files(directory):
         with gzip.open(path, "rt", encoding="utf-8") as f:
             for line in f:
                 for paragraph in json.loads(line)["text"].split("\n\n"):
                     for k, sentence in enumerate(_SENTENCE_END.split(paragraph.strip())):
                         if sentence:
                             pool.append((sentence, k == 0))
-    if not pool:
-        raise FileNotFoundError(f"no *.jsonl.gz text under {directory}")
     return pool
 
 
@@ -239,13 +259,10 @@ def describe(texts: list[str], truth: list[dict[str, Any]] | None) -> dict[str, 
     return info
 
 
-def synthetic(params: GeneratorParams, work_dir: Path) -> dict[str, Any]:
+def synthetic(params: GeneratorParams, work_dir: Path, name: str = "synthetic") -> dict[str, Any]:
     """Generate a corpus into ``work_dir``; return its description with the paths."""
     docs, truth = generate(params)
-    info = describe([d["text"] for d in docs], truth)
-    return {"name": "synthetic", "path": str(write_jsonl(work_dir / CORPUS_FILE, docs)),
-            "truth": str(write_jsonl(work_dir / TRUTH_FILE, truth)), **info,
-            "generator": {k: v for k, v in dataclasses.asdict(params).items()}}
+    return _written(name, docs, truth, work_dir, {"generator": dataclasses.asdict(params)})
 
 
 def from_input(paths: list[str], truth_path: str | None, docs: int | None, work_dir: Path) -> dict[str, Any]:
@@ -253,12 +270,12 @@ def from_input(paths: list[str], truth_path: str | None, docs: int | None, work_
 
     Ground truth, when given (``{"id", "cluster", ...}`` per line), is cut to the same documents.
     """
-    from llmray.config import InputSpec
     from llmray.io.readers import plan_chunks, read_chunk
+    from llmray.io.specs import InputSpec
 
     spec = InputSpec(paths=paths)
     records: list[dict[str, str]] = []
-    for chunk in plan_chunks(spec, 0):
+    for chunk in plan_chunks([spec], 1)[0]:
         for batch in read_chunk(chunk, spec):
             columns = batch.table.to_pydict()
             records += [{"id": i, "text": t} for i, t in zip(columns["id"], columns["text"], strict=True)]
@@ -269,26 +286,74 @@ def from_input(paths: list[str], truth_path: str | None, docs: int | None, work_
     records = records[:docs] if docs else records
     truth = None
     if truth_path:
-        opener = gzip.open if truth_path.endswith(".gz") else open
         wanted = {r["id"] for r in records}
-        with opener(truth_path, "rt", encoding="utf-8") as f:
-            truth = [r for r in map(json.loads, f) if str(r["id"]) in wanted]
+        truth = [r for r in read_jsonl(truth_path) if str(r["id"]) in wanted]
         for r in truth:
             r["id"], r["cluster"] = str(r["id"]), str(r["cluster"])
-    info = describe([r["text"] for r in records], truth)
-    out = {"name": Path(paths[0]).name, "path": str(write_jsonl(work_dir / CORPUS_FILE, records)),
-           "truth": str(write_jsonl(work_dir / TRUTH_FILE, truth)) if truth is not None else None,
-           "source": paths, **info}
-    return out
+    return _written(Path(paths[0]).name, records, truth, work_dir, {"source": paths})
+
+
+def _written(name: str, docs: list[dict[str, Any]], truth: list[dict[str, Any]] | None, work_dir: Path,
+             extra: dict[str, Any]) -> dict[str, Any]:
+    """Write a corpus as one uncompressed JSONL file (and its truth beside it); return its description."""
+    return {"name": name, "path": str(write_jsonl(work_dir / CORPUS_FILE, docs)),
+            "truth": str(write_jsonl(work_dir / TRUTH_FILE, truth)) if truth is not None else None,
+            **describe([d["text"] for d in docs], truth), **extra}
+
+
+def read_jsonl(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The records of a JSONL file (gzipped or not), the first ``limit`` of them when given."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in itertools.islice(f, limit)]
 
 
 def quickstart() -> dict[str, Any]:
-    """The real corpus shipped for the quickstart, read where it lies (no ground truth)."""
-    texts = []
-    for path in sorted(QUICKSTART.glob("*.jsonl.gz")):
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            texts += [json.loads(line)["text"] for line in f]
-    return {"name": "quickstart", "path": str(QUICKSTART), "truth": None, **describe(texts, None)}
+    """The real corpus that comes with the package, read where it lies (no ground truth)."""
+    texts = [record["text"] for path in quickstart_files() for record in read_jsonl(path)]
+    return {"name": "quickstart", "path": str(QUICKSTART / "*.jsonl.gz"), "truth": None, **describe(texts, None)}
+
+
+def _cipher(r: int) -> dict[int, int]:
+    letters = list(string.ascii_lowercase)
+    random.Random(r).shuffle(letters)
+    lower = "".join(letters)
+    return str.maketrans(string.ascii_lowercase + string.ascii_uppercase, lower + lower.upper())
+
+
+def permuted_copy(docs: list[dict[str, Any]], truth: list[dict[str, Any]] | None, r: int
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Copy ``r`` of a corpus and its truth: copy 0 is the corpus itself; copy r > 0 has its ASCII letters
+    put through a permutation of its own and ``-r<r>`` added to ids and true clusters. Lengths, word
+    boundaries and every duplicate relation stay as they were inside a copy, while copies share no
+    words, so the ground truth scales with the corpus."""
+    if not r:
+        return docs, truth
+
+    def suffix(value: Any) -> Any:
+        return f"{value}-r{r}" if value is not None else None
+
+    table = _cipher(r)
+    copied = [{**d, "id": suffix(d["id"]), "text": d["text"].translate(table)} for d in docs]
+    return copied, None if truth is None else [
+        {**t, "id": suffix(t["id"]), "cluster": suffix(t["cluster"]), "src": suffix(t.get("src"))} for t in truth]
+
+
+def larger(main: dict[str, Any], docs: int, work_dir: Path) -> dict[str, Any]:
+    """A corpus of about ``docs`` documents like ``main``: generated at that size when ``main`` was,
+    otherwise letter-permuted copies of ``main`` (and of its truth)."""
+    if "generator" in main:
+        return synthetic(GeneratorParams(**{**main["generator"], "docs": docs}), work_dir, f"synthetic {docs:,}")
+    copies = max(1, math.ceil(docs / main["docs"]))
+    base = read_jsonl(main["path"]), read_jsonl(main["truth"]) if main["truth"] else None
+    records: list[dict[str, Any]] = []
+    truth: list[dict[str, Any]] | None = None if base[1] is None else []
+    for r in range(copies):
+        part, part_truth = permuted_copy(*base, r)
+        records += part
+        if truth is not None and part_truth is not None:
+            truth += part_truth
+    return _written(f"{main['name']} x{copies}", records, truth, work_dir, {"copies_of": main["name"]})
 
 
 def guess_truth(path: str) -> str | None:

@@ -1,10 +1,11 @@
 """Markdown tables of a results dict: the README's performance section is pasted from this.
 
-    python -m benchmarks.table benchmarks/results/<run>/results.json [--readme README.md]
+    python -m llmray.bench.table benchmarks/results/<run>/results.json [--readme README.md]
 
 With ``--readme``, the text between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in that file
-is replaced by the headline table (one row per claim: llmray, the peer in the same run, the ratio)
-and a pointer to the run's full tables (``results.md`` beside the JSON).
+is replaced by the headline table (one row per claim: llmray, the peer in the same run, the ratio;
+whole jobs first, then parts of jobs, labelled so) and a pointer to the run's full tables
+(``results.md`` beside the JSON).
 """
 
 from __future__ import annotations
@@ -67,12 +68,57 @@ def render(results: dict[str, Any]) -> str:
              f"repeat(s), median shown, ± is half the min-max range) on {results['created'][:10]}.", "",
              f"Machine: {machine_line(results)}.", ""]
     lines += [f"- {corpus_line(c)}" for c in results["corpora"].values()] + [""]
-    lines += stage_rows(results, main) + scaling_rows(results) + accuracy_rows(results) + peer_rows(results)
+    lines += job_rows(results) + stage_rows(results, main) + scaling_rows(results) + accuracy_rows(results)
+    lines += peer_rows(results)
     lines += external_rows(results)
     if results["skipped"]:
         lines += ["Not measured:", ""]
         lines += [f"- `{x['name']}`: {_cell(x['reason'])}" for x in results["skipped"]] + [""]
     return "\n".join(lines)
+
+
+def _kept(figures: dict[str, Any]) -> str:
+    return f"{figures['docs_out'] / figures['docs_in']:.0%}" if figures["docs_in"] else "-"
+
+
+def _removal_f1(figures: dict[str, Any]) -> str:
+    return _stat(figures["accuracy"]["removal"]["f1"]) if "accuracy" in figures else "-"
+
+
+def job_rows(results: dict[str, Any]) -> list[str]:
+    """Whole jobs: one row per CPU count, then the peers on the same file."""
+    jobs = results["jobs"]["jobs"]
+    rows, peer_rows_ = [], []
+    for job in jobs:
+        for p in sorted(job["points"], key=lambda p: p["cpus"]):
+            rows.append([f"`{job['file']}`", job["corpus"], f"{p['docs_in']:,}", _num(p["bytes_in"] / 1e6),
+                         f"{p['cpus']}" + (" (cluster)" if p["cluster"] else ""), _stat(p["wall_s"]),
+                         _stat(p["mb_per_s_per_core"]), _spread(p["mb_per_s_per_core"]), _num(p.get("efficiency")),
+                         _kept(p), _num(p["peak_tree_rss_mb"]), _removal_f1(p)])
+        rows += [[f"`{job['file']}`", job["corpus"], "", "", f["run"], "failed", "", "", "", "", "", ""]
+                 for f in job["failures"]]
+        for peer in job["peers"]:
+            if peer["status"] != "ok":
+                peer_rows_.append([f"`{job['file']}`", peer["tool"], "failed", _cell(peer["reason"]), "", "", ""])
+                continue
+            peer_rows_.append([f"`{job['file']}`", f"{peer['tool']} {peer['version']} "
+                               f"{JOB_PEER_LABELS.get(peer['task'], peer['task'])}",
+                               f"{peer['docs']:,}", _stat(peer["wall_s"]), _stat(peer["mb_per_s_per_core"]),
+                               _removal_f1(peer), f"**{_num(peer.get('ratio'))}x**"])
+    if not rows:
+        return []
+    steps = "; ".join(f"`{j['file']}` = {', '.join(j['steps'])}" for j in jobs)
+    lines = ["### Whole jobs through the runner", "",
+             "The shipped job files as `llmray run JOB --input FILE --num-cpus N` runs them, each on one "
+             "uncompressed JSONL file; MB/s per core = input MB / wall_s (Ray start-up apart) / CPUs; "
+             f"efficiency against the smallest CPU count. Steps: {steps}.", ""]
+    lines += _table(["job", "corpus", "docs", "MB", "CPUs", "wall s", "MB/s per core", "spread", "efficiency",
+                     "kept", "peak tree RSS MB", "removal F1"], rows)
+    if peer_rows_:
+        lines += ["Peers on the same file in the same run, one process each; ratio: llmray's MB/s per core "
+                  "on 1 CPU over the peer's.", ""]
+        lines += _table(["job", "peer", "docs", "wall s", "MB/s per core", "removal F1", "ratio"], peer_rows_)
+    return lines
 
 
 def stage_rows(results: dict[str, Any], main: str) -> list[str]:
@@ -87,16 +133,19 @@ def stage_rows(results: dict[str, Any], main: str) -> list[str]:
             rows.append([name, stage["group"], stage["status"], "", "", "", "", *([""] * len(others))])
             continue
         f = stage["corpora"][main]
-        kept = f"{f['docs_out'] / f['docs_in']:.0%}" if f["docs_in"] else "-"
         rows.append([name, stage["group"], _stat(f["docs_per_s"]), _stat(f["mb_per_s_per_core"]),
-                     _spread(f["mb_per_s_per_core"]), _num(f["peak_rss_mb"]), kept,
+                     _spread(f["mb_per_s_per_core"]), _num(f["peak_rss_mb"]), _kept(f),
                      *(_stat(stage["corpora"][o]["mb_per_s_per_core"]) for o in others)])
         for op, g in f.get("ops", {}).items() if len(stage["ops"]) > 1 else ():
             if op not in measured_alone:  # e.g. tokenize, which needs train_tokenizer before it
                 rows.append([f"`{op}` (inside `{stage['name']}`)", stage["group"], _stat(g["docs_per_s"]),
                              _stat(g["mb_per_s_per_core"]), _spread(g["mb_per_s_per_core"]), "", "",
                              *(_stat(stage["corpora"][o]["ops"][op]["mb_per_s_per_core"]) for o in others)])
-    note = f"Figures on the {main} corpus; the last column(s): MB/s per core on the other corpus."
+    if not rows:
+        return []
+    note = (f"Parts of jobs. Figures on the {main} corpus; the last column(s): MB/s per core on the other corpus. "
+            "Row-local stages run in one process over Arrow batches; `job` stages (global steps) as a job of "
+            "just their steps through the runner on 1 CPU, read and write included.")
     return ["### Stages, one core each", "", note, ""] + _table(
         ["stage", "group", "docs/s", "MB/s per core", "spread", "peak RSS MB", "kept",
          *(f"{o} MB/s per core" for o in others)], rows)
@@ -116,7 +165,8 @@ def scaling_rows(results: dict[str, Any]) -> list[str]:
         return []
     steps = "; ".join(f"{j['name']} = {', '.join(j['steps']) or 'read, write'}"
                       for j in results["scaling"]["jobs"])
-    return ["### Scaling through the runner", "", f"Jobs: {steps}. Ray start-up excluded.", ""] + _table(
+    return ["### Parts of jobs: stage groups through the runner", "",
+            f"Each group's steps alone as a job: {steps}. Ray start-up excluded.", ""] + _table(
         ["job", "CPUs", "MB/s", "MB/s per core", "spread", "speedup", "efficiency", "peak tree RSS MB"], rows)
 
 
@@ -142,7 +192,7 @@ def peer_rows(results: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     lsh = results["peers"]["lsh"]
-    return ["### Against peers (same corpus, one core each)", "",
+    return ["### Parts of jobs against peers (same corpus, one core each)", "",
             f"MinHash settings for every tool: word {lsh['ngram']}-shingles, {lsh['bands']} bands x "
             f"{lsh['rows']} rows (threshold about {lsh['threshold']}).", ""] + _table(
         ["task", "llmray stage", "peer", "llmray MB/s per core", "peer MB/s per core", "ratio", "peer docs",
@@ -173,16 +223,49 @@ def headline(results: dict[str, Any], full_tables: str) -> str:
     s = results["settings"]
     lines = [f"From `{' '.join(results['command'])}` ({results['mode']} mode, {s['repeats']} repeat(s), medians) "
              f"on {results['created'][:10]}; every table of that run: `{full_tables}`.", "",
-             f"Machine: {machine_line(results)}.", ""]
-    rows = _peer_claims(results)
+             f"Machine: {machine_line(results)}.", "",
+             "Whole jobs first, as `llmray run` runs them (ratio: llmray on 1 CPU against the peer in one "
+             "process, on the same file); then parts of jobs.", ""]
+    rows = _job_claims(results) + _peer_claims(results)
     rows += _dedup_claims(results) + _part_claims(results) + _scaling_claims(results)
     return "\n".join(lines + _table(["what", "llmray", "peer, same run", "ratio"], rows))
 
 
 #: Peer tasks in the order the headline shows them, with their labels.
-TASKS = {"signatures": "MinHash signatures, one core each",
-         "neardup": "near-duplicate removal (signatures to kept ids), one core each",
-         "filters": "Gopher + C4 + FineWeb quality filters, one core each"}
+TASKS = {"signatures": "part of a job: MinHash signatures, one core each",
+         "neardup": "part of a job: near-duplicate removal alone (job of `minhash_dedup`), one core each",
+         "filters": "part of a job: Gopher + C4 + FineWeb quality filters, one core each"}
+
+
+#: What each peer task beside a whole job runs.
+JOB_PEER_LABELS = {"dedup_job": "MinHashLSH at the job's threshold", "neardup": "MinHash pipeline"}
+
+
+def _job_peer(peer: dict[str, Any]) -> str:
+    f1 = f", F1 {_stat(peer['accuracy']['removal']['f1'])}" if "accuracy" in peer else ""
+    return (f"{peer['tool']} {JOB_PEER_LABELS.get(peer['task'], peer['task'])}: "
+            f"{_num(peer['mb_per_s_per_core']['median'])} MB/s, one process{f1}")
+
+
+def _job_claims(results: dict[str, Any]) -> list[list[str]]:
+    """One row per whole job (and per peer beside it): MB/s per core at each CPU count."""
+    rows = []
+    for job in results["jobs"]["jobs"]:
+        points = sorted((p for p in job["points"] if not p["cluster"]), key=lambda p: p["cpus"])
+        if not points:
+            continue
+        first, last = points[0], points[-1]
+        ours = "; ".join(f"{p['cpus']} CPU{'s' if p['cpus'] > 1 else ''}: {_num(p['mb_per_s_per_core']['median'])} "
+                         f"MB/s per core" for p in points)
+        if len(points) > 1:
+            ours += f" (efficiency {_num(last.get('efficiency'))})"
+        if "accuracy" in first:
+            ours += f", removal F1 {_stat(first['accuracy']['removal']['f1'])}"
+        what = (f"whole job `{job['file']}`, {first['docs_in']:,} docs ({_num(first['bytes_in'] / 1e6)} MB, "
+                f"one JSONL file)")
+        rows += [[what, ours, _job_peer(p), f"**{_num(p['ratio'])}x**" if "ratio" in p else ""]
+                 for p in job["peers"] if p["status"] == "ok"] or [[what, ours, "", ""]]
+    return rows
 
 
 def _f1(ratio: dict[str, Any], side: str) -> str:
@@ -220,8 +303,9 @@ def _dedup_claims(results: dict[str, Any]) -> list[list[str]]:
             ds_f1 = (ds.get("scores") or {}).get("removal", {}).get("f1")
             peer = f"datasketch MinHashLSH {_num(ds['mb_s_per_core'])}" + (f", F1 {ds_f1:.3f}" if ds_f1 else "")
             ratio = f"**{_num(run['mb_s_per_core'] / ds['mb_s_per_core'])}x**"
-        rows.append([f"near-duplicate removal end to end through Ray, {run['docs']:,} docs "
-                     f"({run['text_mb']} MB, {dedup['cpus']} CPUs, threshold {run['threshold']})", ours, peer, ratio])
+        rows.append([f"part of a job: `minhash_dedup` alone through the runner, {run['docs']:,} docs "
+                     f"({run['text_mb']} MB, {dedup['cpus']} CPUs, threshold {run['threshold']}, `bench_dedup`)",
+                     ours, peer, ratio])
     return rows
 
 
@@ -230,7 +314,7 @@ def _part_claims(results: dict[str, Any]) -> list[list[str]]:
     if filters := _ok(results, "filters"):
         chain = filters["throughput"]["chain"]
         agree = filters.get("agreement", {})
-        rows.append([f"quality filter chain ({filters['docs']:,} docs, `bench_filters`)",
+        rows.append([f"part of a job: quality filter chain ({filters['docs']:,} docs, `bench_filters`)",
                      f"{_num(chain['cpu_mb_per_s']['median'])} MB/s per core (CPU time)", "", ""])
         same = [f"{name} {agree[name]['all_four']['same_decision_pct']}%" for name in ("reference", "datatrove")
                 if "all_four" in agree.get(name, {})]
@@ -238,7 +322,7 @@ def _part_claims(results: dict[str, Any]) -> list[list[str]]:
             rows.append([f"same keep/drop decisions as ({agree['docs']:,} docs)", ", ".join(same), "", ""])
     if extract := _ok(results, "extract"):
         best = max(extract["extractors"].items(), key=lambda kv: kv[1]["token"]["f1"])
-        rows.append([f"HTML main-text extraction ({extract['pages']} benchmark pages)",
+        rows.append([f"part of a job: HTML main-text extraction ({extract['pages']} benchmark pages)",
                      f"token F1 {best[1]['token']['f1']:.3f} ({best[0]})", "", ""])
     if train := _ok(results, "train"):
         rows.append(["BERT MLM steps: Ray Train vs the plain PyTorch loop",
@@ -258,7 +342,7 @@ def _scaling_claims(results: dict[str, Any]) -> list[list[str]]:
         points = sorted(job["points"], key=lambda p: p["cpus"])
         if len(points) > 1:
             last = points[-1]
-            rows.append([f"`{job['name']}` job through the runner, 1 -> {last['cpus']} CPUs",
+            rows.append([f"part of a job: the `{job['name']}` steps alone through the runner, 1 -> {last['cpus']} CPUs",
                          f"{_num(last['mb_per_s']['median'])} MB/s, efficiency {_num(last.get('efficiency'))}", "", ""])
     return rows
 

@@ -1,11 +1,13 @@
-"""The focused benchmarks of each part (``benchmarks/bench_*.py``), called through their ``run()``.
+"""The focused benchmarks of each part (``benchmarks/bench_*.py`` of a checkout), called through their ``run()``.
 
 Each part's owner measures what only they know how to (filter agreement with a reference, dedup
-accuracy against datasketch, Ray Train against the plain loop); the harness calls every
-``bench_<part>.run`` it finds, in a child process of its own, and files the returned dict under
-``external.<part>``. Arguments are matched by name from what the harness knows (below); a ``run()``
-that needs anything else, is missing, fails or returns something other than a dict is reported as
-skipped with the reason, never as a crash of the whole benchmark.
+accuracy against datasketch, Ray Train against the plain loop) on the research data beside the
+repository, so these scripts stay in the repository: run from a checkout, the harness calls every
+``bench_<part>.run`` in ``./benchmarks``, in a child process of its own (the current directory on its
+path), and files the returned dict under ``external.<part>``; elsewhere there are none. Arguments
+are matched by name from what the harness knows (below); a ``run()`` that needs anything else, is
+missing, fails or returns something other than a dict is reported as skipped with the reason, never
+as a crash of the whole benchmark.
 """
 
 from __future__ import annotations
@@ -16,18 +18,19 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import measure
+from llmray.bench import measure
 
 #: What the harness can hand to a ``run()``: input_path, truth_path (str), docs, output_dir (Path), quick,
 #: repeats, cpus (the scaling CPU counts), peers, seed. A ``run()`` may return ``{"skipped": why}``.
 KNOWN_ARGS = ("input_path", "truth_path", "docs", "output_dir", "quick", "repeats", "cpus", "peers", "seed")
 #: Kept out: needs gigabytes of disk and minutes by design (run it on its own).
 EXCLUDED = {"bench_memory": "needs a multi-GB input by design; run python -m benchmarks.bench_memory"}
+PACKAGE = "benchmarks"
 
 
 def discover() -> list[str]:
-    """Names of the per-part benchmark modules present in this checkout."""
-    return sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
+    """Names of the per-part benchmark modules in ``./benchmarks``."""
+    return sorted(p.stem for p in (Path.cwd() / PACKAGE).glob("bench_*.py"))
 
 
 def part(module: str) -> str:
@@ -38,7 +41,7 @@ def call(req: dict[str, Any]) -> dict[str, Any]:
     """Import ``benchmarks.<module>``, bind the known arguments to its ``run()``, call it."""
     module_name = req["module"]
     try:
-        module = importlib.import_module(f"benchmarks.{module_name}")
+        module = importlib.import_module(f"{PACKAGE}.{module_name}")
     except Exception as exc:  # noqa: BLE001  (a broken module is a skipped stage)
         return {"status": "skipped", "reason": f"cannot import: {type(exc).__name__}: {exc}"}
     run = getattr(module, "run", None)

@@ -1,6 +1,6 @@
 """Peer tools on the same corpus, in the same run: datasketch, rensa and datatrove.
 
-Runs as a child process (``python -m benchmarks.peers REQUEST RESULT``), one per tool and task, pinned
+Runs as a child process (``python -m llmray.bench.peers REQUEST RESULT``), one per tool and task, pinned
 to one core, so each figure is per core and each peak RSS is that tool's own. It imports nothing of
 llmray: the peers may live in a virtual environment of their own (``llmray bench --peers-python``),
 because datatrove pins versions that llmray's environment does not want.
@@ -15,6 +15,8 @@ compare thresholds), clusters scored against the same truth.
 * ``filters`` (datatrove only): Gopher repetition, Gopher quality, C4 and FineWeb quality filters at
   their defaults, in that order, the set llmray's quality filters reimplement, called on documents in
   memory (compared with llmray's ``filters:datatrove-set``).
+* ``dedup_job`` (datasketch): beside ``jobs/dedup.yaml``, as its users run it: read the JSONL file, then
+  ``MinHashLSH`` at the job's threshold (datasketch picks its own bands and rows), reading timed too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import accuracy, measure
+from llmray.bench import accuracy, measure
 
 TOOLS = {"datasketch": ("signatures", "neardup"), "rensa": ("signatures", "neardup"),
          "datatrove": ("signatures", "neardup", "filters")}
@@ -80,15 +82,25 @@ def _datasketch_signatures(texts: list[str], req: dict[str, Any], seed: int) -> 
     return [LeanMinHash(m) for m in MinHash.bulk(shingled, num_perm=req["num_perm"], seed=seed)]
 
 
-def _datasketch_neardup(ids: list[str], texts: list[str], req: dict[str, Any], seed: int):
+def datasketch_lsh(ids: list[str], texts: list[str], req: dict[str, Any], seed: int, **lsh: Any):
+    """Signatures into ``MinHashLSH(num_perm, **lsh)``, every document queried: (id -> cluster, removed ids)."""
     from datasketch import MinHashLSH
 
     sigs = _datasketch_signatures(texts, req, seed)
-    lsh = MinHashLSH(num_perm=req["num_perm"], params=(req["bands"], req["rows"]))
+    index = MinHashLSH(num_perm=req["num_perm"], **lsh)
     for i, sig in enumerate(sigs):
-        lsh.insert(i, sig)
-    pairs = [(i, j) for i, sig in enumerate(sigs) for j in lsh.query(sig) if j != i]
+        index.insert(i, sig)
+    pairs = [(i, j) for i, sig in enumerate(sigs) for j in index.query(sig) if j != i]
     return accuracy.clusters_from_pairs(ids, pairs)
+
+
+def _datasketch_neardup(ids: list[str], texts: list[str], req: dict[str, Any], seed: int):
+    return datasketch_lsh(ids, texts, req, seed, params=(req["bands"], req["rows"]))
+
+
+def _datasketch_job(ids: list[str], texts: list[str], req: dict[str, Any], seed: int):
+    ids, texts = load(req["corpus_file"], req["docs"])
+    return datasketch_lsh(ids, texts, req, seed, threshold=req["threshold"])
 
 
 # --- rensa -----------------------------------------------------------------------------------------
@@ -209,6 +221,7 @@ def _passes(verdict: bool | tuple) -> bool:
 TASKS: dict[tuple[str, str], Callable] = {
     ("datasketch", "signatures"): lambda ids, texts, req, seed: _datasketch_signatures(texts, req, seed),
     ("datasketch", "neardup"): _datasketch_neardup,
+    ("datasketch", "dedup_job"): _datasketch_job,
     ("rensa", "signatures"): lambda ids, texts, req, seed: _rensa_signatures(texts, req, seed),
     ("rensa", "neardup"): _rensa_neardup,
     ("datatrove", "signatures"): lambda ids, texts, req, seed: _datatrove_signatures(texts, req, seed),
@@ -231,7 +244,7 @@ def run_task(req: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         out = fn(ids, texts, req, req["seed"] + r)
         times.append(time.perf_counter() - started)
-        if req["task"] == "neardup":
+        if req["task"] in ("neardup", "dedup_job"):
             labels, removed = out
             scores.append(accuracy.score(truth, removed, labels))
         elif req["task"] == "filters":

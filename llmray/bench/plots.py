@@ -65,21 +65,24 @@ def throughput(results: dict[str, Any], path: Path) -> bool:
 
 
 def scaling(results: dict[str, Any], path: Path) -> bool:
-    jobs = [j for j in results["scaling"]["jobs"] if j["points"]]
+    def local(job: dict[str, Any]) -> list[dict[str, Any]]:
+        return sorted((p for p in job["points"] if not p["cluster"]), key=lambda p: p["cpus"])
+
+    jobs = [(job["file"], local(job)) for job in results["jobs"]["jobs"]]
+    jobs += [(f"{job['name']} (part of a job)", local(job)) for job in results["scaling"]["jobs"]]
+    jobs = [(label, points) for label, points in jobs if points]
     if not jobs:
         return False
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for job in jobs:
-        points = sorted(job["points"], key=lambda p: p["cpus"])
+    for label, points in jobs:
         cpus = [p["cpus"] for p in points]
         values = [_bar_err(p["mb_per_s"]) for p in points]
         errors = list(zip(*[e for _, e in values], strict=True))
-        line = left.errorbar(cpus, [v for v, _ in values], yerr=errors, marker="o", capsize=3,
-                             label=job["name"])
+        line = left.errorbar(cpus, [v for v, _ in values], yerr=errors, marker="o", capsize=3, label=label)
         base = points[0]
         left.plot(cpus, [base["mb_per_s"]["median"] / base["cpus"] * c for c in cpus], ls=":",
                   color=line[0].get_color())
-        right.plot(cpus, [p.get("efficiency") for p in points], marker="o", label=job["name"])
+        right.plot(cpus, [p.get("efficiency") for p in points], marker="o", label=label)
     left.set_xlabel("CPUs")
     left.set_ylabel("MB/s (dotted: linear from the smallest run)")
     right.set_xlabel("CPUs")

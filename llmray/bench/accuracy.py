@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import summarize
+from llmray.bench.measure import summarize
 
 
 def load_truth(path: str | Path, ids: Iterable[str] | None = None) -> dict[str, str]:

@@ -3,7 +3,7 @@
 Standard library only (psutil when present), because the peer benchmarks import this module from a
 separate virtual environment that may not have llmray's dependencies.
 
-Every measurement runs in a child process of its own (``python -m benchmarks.<module> REQUEST
+Every measurement runs in a child process of its own (``python -m llmray.bench.<module> REQUEST
 RESULT``, both JSON files): one Ray runtime per process, a clean peak-memory figure per stage, and a
 crash or a hang in one stage costs that stage only.
 """
@@ -24,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
 MB = 1e6
 #: Thread pools of native libraries, held to the cores a measurement was given.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
@@ -117,14 +116,15 @@ def rss_mb() -> float:
 
 
 class TreeMemory:
-    """Samples the RSS of this process and all its descendants (Ray's raylet, GCS and workers).
+    """Samples the RSS of a process (this one by default) and all its descendants (Ray's raylet, GCS
+    and workers, or a command's whole tree).
 
     Peak of the sum over the tree and of the largest single process. Shared pages (Ray's object
     store in /dev/shm) can be counted in several processes, so the tree figure is an upper bound.
     """
 
-    def __init__(self, interval_s: float = 0.1):
-        self.interval_s = interval_s
+    def __init__(self, pid: int | None = None, interval_s: float = 0.1):
+        self.pid, self.interval_s = pid, interval_s
         self.peak_tree = self.peak_process = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,12 +132,16 @@ class TreeMemory:
     def __enter__(self) -> TreeMemory:
         import psutil
 
-        root = psutil.Process()
+        root = psutil.Process(self.pid)
 
         def sample() -> None:
             while not self._stop.is_set():
                 sizes = []
-                for proc in [root, *root.children(recursive=True)]:
+                try:
+                    tree = [root, *root.children(recursive=True)]
+                except psutil.Error:  # the command has exited
+                    return
+                for proc in tree:
                     try:
                         sizes.append(proc.memory_info().rss)
                     except psutil.Error:
@@ -225,16 +229,23 @@ def _version(name: str) -> str | None:
 # --- child processes -------------------------------------------------------------------------------
 
 
-def run_child(module: str, request: dict[str, Any], timeout_s: float, python: str | None = None,
-              env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run ``python -m benchmarks.<module> REQUEST RESULT`` from the repository root; return RESULT."""
+def run_child(module: str, request: dict[str, Any], timeout_s: float, python: str | None = None) -> dict[str, Any]:
+    """Run ``python -m llmray.bench.<module> REQUEST RESULT`` in the current directory; return RESULT.
+
+    Another interpreter (the peers' environment) sees this llmray through a link on its path, and
+    nothing else of this environment.
+    """
     with tempfile.TemporaryDirectory(prefix="llmray-bench-") as tmp:
         req, res = Path(tmp) / "request.json", Path(tmp) / "result.json"
         req.write_text(json.dumps(request, default=str))
-        cmd = [python or sys.executable, "-m", f"benchmarks.{module}", str(req), str(res)]
+        env = dict(os.environ)
+        if python and os.path.abspath(python) != os.path.abspath(sys.executable):
+            (Path(tmp) / "path").mkdir()
+            (Path(tmp) / "path" / "llmray").symlink_to(Path(__file__).resolve().parents[1])
+            env["PYTHONPATH"] = str(Path(tmp) / "path")
+        cmd = [python or sys.executable, "-m", f"llmray.bench.{module}", str(req), str(res)]
         try:
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired:
             raise ChildFailed(f"timed out after {timeout_s:.0f} s") from None
         except OSError as exc:

@@ -1,0 +1,155 @@
+"""The dedup job at terabyte-scale task counts, on small data: does the driver stay flat?
+
+A terabyte corpus in 64 MB units is ~16,000 units and wants ~1,000 partitions per exchange. Here
+the same 48 MB of real text is cut into ever more units (``input.chunk_mb``) and partitions (the
+dedup steps' ``partitions``), and ``jobs/dedup.yaml``'s steps (exact, then near duplicates) run
+through the runner on 2 CPUs, in this process, so the driver's memory can be sampled: its peak RSS
+above the baseline, the most object references it held at once, and the wall time per phase.
+Then a projection to 1, 10 and 100 TB from the measured per-byte costs and exchanged bytes.
+
+    python -m benchmarks.bench_scale [--input CORPUS.jsonl.gz] [--output benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "neardup" / "corpus_20k.jsonl.gz"
+#: (units, partitions) as in the issue that asked for this: 15 x 2 up to 930 x 512.
+LAYOUTS = [(15, 2), (95, 64), (466, 256), (930, 512)]
+STEPS = ["exact_dedup", "minhash_dedup"]
+
+
+class DriverWatch:
+    """Peak RSS of this process and the most object references it holds, sampled every 50 ms."""
+
+    def __init__(self) -> None:
+        import ray
+
+        self.core = ray._private.worker.global_worker.core_worker
+        self.process = psutil.Process()
+        self.peak_rss = self.peak_refs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_rss = max(self.peak_rss, self.process.memory_info().rss)
+            self.peak_refs = max(self.peak_refs, len(self.core.get_all_reference_counts()))
+            time.sleep(0.05)
+
+    def __enter__(self) -> DriverWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def corpus(source: Path, target: Path, megabytes: float) -> tuple[int, int]:
+    """The first ``megabytes`` of the source's texts as one JSONL file; (documents, text bytes)."""
+    docs = size = 0
+    with gzip.open(source, "rt", encoding="utf-8") as f, open(target, "w", encoding="utf-8") as out:
+        for line in f:
+            record = json.loads(line)
+            out.write(json.dumps({"id": record["id"], "text": record["text"]}) + "\n")
+            docs += 1
+            size += len(record["text"].encode())
+            if size >= megabytes * 1e6:
+                break
+    return docs, size
+
+
+def run_layout(path: Path, out: Path, units: int, partitions: int, size: int) -> dict[str, Any]:
+    from llmray.config import parse_job
+    from llmray.pipeline.runner import RunOptions, run_job
+
+    chunk_mb = size / units / (1 << 20)
+    steps = [{name: {"partitions": partitions}} for name in STEPS]
+    job = {"input": {"paths": [str(path)], "chunk_mb": chunk_mb}, "steps": steps, "output": {"path": str(out)}}
+    baseline = psutil.Process().memory_info().rss
+    started = time.perf_counter()
+    with DriverWatch() as watch:
+        stats = run_job(parse_job(job), RunOptions(overwrite=True, progress=False))
+    wall = time.perf_counter() - started
+    details = stats["global_steps"]
+    return {
+        "units": details["minhash_dedup"]["units"], "partitions": details["minhash_dedup"]["partitions"],
+        "wall_s": round(wall, 2), "pipeline_s": stats["wall_s"],
+        "driver_peak_mb": round(watch.peak_rss / 1e6, 1),
+        "driver_growth_mb": round((watch.peak_rss - baseline) / 1e6, 1),
+        "driver_peak_object_refs": watch.peak_refs,
+        "decide_s": {name: d["wall_s"] for name, d in details.items()},
+        "phases_s": {name: d.get("seconds", {}) for name, d in details.items()},
+        "docs_out": stats["docs_out"], "dropped": stats["dropped"],
+    }
+
+
+def projection(measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """1, 10, 100 TB on clusters of 16-CPU nodes, from the smallest layout's per-byte costs.
+
+    Time = task-seconds per byte (measured on one of these CPUs) x bytes / CPUs; exchanged bytes
+    from the rows each stage writes per document; range reads = units x partitions per exchange.
+    """
+    base = measured["layouts"][0]
+    per_byte = base["pipeline_s"] * measured["cpus"] / measured["text_bytes"]
+    doc_bytes = measured["text_bytes"] / measured["docs"]
+    rows = []
+    for terabytes, nodes in ((1, 10), (10, 50), (100, 250)):
+        total = terabytes * 1e12
+        docs = total / doc_bytes
+        units = total / (64 * 2**20)
+        partitions = min(65536, max(nodes * 16, docs * 32 * 24 / (64 * 2**20)))
+        cpus = nodes * 16
+        rows.append({"corpus_tb": terabytes, "nodes": nodes, "cpus": cpus, "docs": round(docs),
+                     "units": round(units), "partitions": round(partitions),
+                     "hours": round(per_byte * total / cpus / 3600, 2),
+                     "band_rows_gb": round(docs * 32 * 24 / 1e9), "signatures_gb": round(docs * 128 * 4 / 1e9),
+                     "range_reads_per_exchange_m": round(units * partitions / 1e6, 1),
+                     "driver_entries": round(units + partitions)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT)
+    parser.add_argument("--megabytes", type=float, default=48.0)
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    import ray
+
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    results: dict[str, Any] = {"cpus": args.cpus, "input": str(args.input), "layouts": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "corpus.jsonl"
+        results["docs"], results["text_bytes"] = corpus(args.input, path, args.megabytes)
+        run_layout(path, Path(tmp) / "warm", 4, 2, results["text_bytes"])  # workers and kernels warm
+        for units, partitions in LAYOUTS:
+            figures = run_layout(path, Path(tmp) / f"u{units}", units, partitions, results["text_bytes"])
+            results["layouts"].append(figures)
+            print(json.dumps(figures), flush=True)
+    ray.shutdown()
+    kept = {json.dumps(r["dropped"], sort_keys=True) for r in results["layouts"]}
+    results["same_result_in_every_layout"] = len(kept) == 1
+    results["projection"] = projection(results)
+    results["machine"] = {"cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30)}
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "scale.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results["projection"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
