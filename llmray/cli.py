@@ -12,6 +12,7 @@ import sys
 import textwrap
 
 from llmray.errors import UserError
+from llmray.pipeline.engine import TaskFailed
 
 EXIT_USAGE = 2
 
@@ -29,8 +30,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", metavar="DIR", help="write here instead of the job's output.path")
     p.add_argument("--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: start Ray here")
     p.add_argument("--num-cpus", type=int, help="CPUs for the embedded Ray (default: all cores)")
+    p.add_argument("--work-dir", metavar="DIR_OR_URL",
+                   help="intermediate data between steps (default: OUTPUT/_work); any fsspec URL")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace what is in --output instead of resuming it")
+                   help="replace what an earlier llmray run wrote in --output instead of resuming it")
+    p.add_argument("--max-retries", type=int, default=3, metavar="N",
+                   help="tries after a worker dies on a unit; a batch that kills it twice is quarantined")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -42,10 +47,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_job(args.job)
     if args.input:
         spec.inputs = inputs_from_paths(args.input, spec)
-    if args.output:
+    if args.output is not None:
         spec.output = dataclasses.replace(spec.output, path=args.output)
-    stats = run_job(spec, RunOptions(address=args.address, num_cpus=args.num_cpus,
-                                     overwrite=args.overwrite, progress=not args.quiet))
+    if args.work_dir:
+        spec.output = dataclasses.replace(spec.output, work_dir=args.work_dir)
+    if args.max_retries < 0:
+        raise UserError("--max-retries must be 0 or more")
+    stats = run_job(spec, RunOptions(address=args.address, num_cpus=args.num_cpus, overwrite=args.overwrite,
+                                     progress=not args.quiet, max_retries=args.max_retries))
     print(summary(stats, spec.output.path))
     return 0
 
@@ -141,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines() or [type(exc).__name__]:
             print(f"llmray: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    except TaskFailed as exc:  # the traceback is in Ray's logs; the user needs the one line
+        print(f"llmray: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("llmray: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

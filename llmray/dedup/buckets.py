@@ -58,8 +58,9 @@ def bucket_partition(shared: Shared, p: int) -> int:
 def _group_signatures(shared: Shared, g: int) -> tuple[int, np.ndarray]:
     """(first document, signatures of every document) of verify group g's units."""
     units = shared.options["verify_groups"][g]
-    sigs = [exchange.read_parts(shared.work, f"{shared.sides[u]}.sig", 0) for u in units]
-    return int(shared.starts[units[0]]), np.concatenate(sigs)
+    sigs = exchange.gather(shared.work, [f"{shared.sides[u]}.sig" for u in units], 0, dtype=np.uint32,
+                           shape=(shared.options["num_perm"],))
+    return int(shared.starts[units[0]]), sigs
 
 
 def gather_signatures(shared: Shared, g: int) -> int:

@@ -70,12 +70,10 @@ class Shared:
     def sidecar_rows(self, suffix: str, p: int) -> np.ndarray:
         """Receiver p's rows of every unit's sidecar, with each row's document number made global."""
         lo, hi = exchange.fine_range(p, self.parts, self.fine)
-        blocks = []
-        for unit, side in enumerate(self.sides):
-            rows = exchange.read_parts(self.work, f"{side}.{suffix}", lo, hi)
-            if len(rows):
-                rows[:, 2] += np.uint64(self.starts[unit])
-                blocks.append(rows)
+        blocks = exchange.gather_each(self.work, [f"{side}.{suffix}" for side in self.sides], lo, hi, shape=(3,))
+        for unit, rows in enumerate(blocks):
+            rows[:, 2] += np.uint64(self.starts[unit])
+        blocks = [rows for rows in blocks if len(rows)]
         return np.concatenate(blocks) if blocks else np.empty((0, 3), np.uint64)
 
     def earlier_drops(self, unit: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The exchange between the stages of a global step, through files rather than Ray objects.
 
 Each sending task writes ONE object holding its rows for every receiver, sorted by receiver, with
-the byte offset of each receiver's part in a footer; a receiving task reads only its byte range of
+the byte offset of each receiver's part in a header; a receiving task reads only its byte range of
 each sender's object. So the driver holds no per-(sender, receiver) state: a stage of U senders and
 P receivers makes U objects, not U x P, and what the driver tracks grows as U + P. The objects live
 in the run's work location (a local directory or an object store), which also makes every stage's
@@ -12,38 +12,47 @@ Parts are numpy arrays of one dtype and row width (``raw``), or Arrow tables of 
 senders can cut their rows into many fine parts before the number of receivers is known, and the
 receivers then take ``fine_range(p, P, V)``.
 
-Object layout: ``payload | offsets (n+1 x int64) | meta (JSON) | len(meta) | n | MAGIC``.
+Object layout: ``MAGIC | n | meta (64 bytes of JSON) | offsets (n+1 int64, absolute) | parts``. A
+receiver reads its two offsets (one small range), then its part (one range): two reads per sender
+on disk, and on object stores two rounds of concurrent range requests for all its senders at once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from llmray.io.storage import Storage
 
-MAGIC = b"LLMRAYX1"
-_TAIL = struct.Struct("<qq8s")
+MAGIC = b"LLMRAYX2"
+META_BYTES = 64
+_HEAD = struct.Struct("<8sq")
+OFFSETS_AT = _HEAD.size + META_BYTES
 
 
 def write_parts(storage: Storage, rel: str, parts: Sequence[np.ndarray] | Sequence[pa.Table]) -> int:
     """Write the parts (all raw arrays or all tables) as one object; return its size in bytes."""
     if parts and isinstance(parts[0], pa.Table):
         payloads = [_ipc(t) for t in parts]  # type: ignore[arg-type]
-        meta = {"kind": "arrow"}
+        meta: dict[str, Any] = {"kind": "arrow"}
     else:
         arrays = [np.ascontiguousarray(p) for p in parts]
         first = arrays[0] if arrays else np.empty(0, np.uint64)
         payloads = [a.tobytes() for a in arrays]
         meta = {"kind": "raw", "dtype": first.dtype.str, "shape": list(first.shape[1:])}
+    meta_bytes = json.dumps(meta).encode().ljust(META_BYTES)
+    if len(meta_bytes) > META_BYTES:
+        raise ValueError(f"exchange metadata too long: {meta}")
     offsets = np.zeros(len(payloads) + 1, np.int64)
     np.cumsum([len(p) for p in payloads], out=offsets[1:])
-    meta_bytes = json.dumps(meta).encode()
-    blob = b"".join([*payloads, offsets.tobytes(), meta_bytes, _TAIL.pack(len(meta_bytes), len(payloads), MAGIC)])
+    offsets += OFFSETS_AT + 8 * len(offsets)
+    blob = b"".join([_HEAD.pack(MAGIC, len(payloads)), meta_bytes, offsets.tobytes(), *payloads])
     storage.put(rel, blob)
     return len(blob)
 
@@ -55,44 +64,81 @@ def _ipc(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def part_count(storage: Storage, rel: str) -> int:
-    return _footer(storage, rel)[0].size - 1
-
-
-def _footer(storage: Storage, rel: str) -> tuple[np.ndarray, dict]:
-    tail = storage.get_range(rel, -_TAIL.size, 0)
-    meta_len, n, magic = _TAIL.unpack(tail)
+def read_parts(storage: Storage, rel: str, lo: int, hi: int | None = None) -> np.ndarray | pa.Table | None:
+    """Parts ``lo .. hi-1`` (``hi`` defaults to ``lo + 1``) of one object, concatenated."""
+    head = storage.get_range(rel, 0, OFFSETS_AT)
+    magic, _ = _HEAD.unpack_from(head)
     if magic != MAGIC:
         raise ValueError(f"{storage.join(rel)}: not an llmray exchange object")
-    size = 8 * (n + 1) + meta_len
-    footer = storage.get_range(rel, -(_TAIL.size + size), -_TAIL.size) if size else b""
-    offsets = np.frombuffer(footer[: 8 * (n + 1)], np.int64)
-    return offsets, json.loads(footer[8 * (n + 1):])
-
-
-def read_parts(storage: Storage, rel: str, lo: int, hi: int | None = None) -> np.ndarray | pa.Table:
-    """Parts ``lo .. hi-1`` (``hi`` defaults to ``lo + 1``) of one object, concatenated."""
-    offsets, meta = _footer(storage, rel)
-    hi = lo + 1 if hi is None else hi
-    start, end = int(offsets[lo]), int(offsets[hi])
-    data = storage.get_range(rel, start, end) if end > start else b""
+    meta = json.loads(head[_HEAD.size:])
+    (offsets, data), = _read_ranges(storage, [rel], lo, lo + 1 if hi is None else hi)
     if meta["kind"] == "raw":
-        return np.frombuffer(data, np.dtype(meta["dtype"])).reshape(-1, *meta["shape"]).copy()
-    tables = [pa.ipc.open_stream(pa.py_buffer(data[int(a - start):int(b - start)])).read_all()
-              for a, b in zip(offsets[lo:hi], offsets[lo + 1:hi + 1], strict=True) if b > a]
-    return pa.concat_tables(tables) if tables else None  # type: ignore[return-value]
+        return _raw(data, np.dtype(meta["dtype"]), tuple(meta["shape"]))
+    return _tables(data, offsets)
+
+
+def gather_each(storage: Storage, rels: Sequence[str], lo: int, hi: int | None = None,
+                dtype: np.dtype | type = np.uint64, shape: tuple[int, ...] = ()) -> list[np.ndarray]:
+    """The same raw parts of many senders' objects, one array per sender."""
+    ranges = _read_ranges(storage, rels, lo, lo + 1 if hi is None else hi)
+    return [_raw(data, np.dtype(dtype), shape) for _, data in ranges]
 
 
 def gather(storage: Storage, rels: Sequence[str], lo: int, hi: int | None = None,
            dtype: np.dtype | type = np.uint64, shape: tuple[int, ...] = ()) -> np.ndarray:
     """The same raw parts of many senders' objects, concatenated (empty with ``dtype``/``shape``)."""
-    arrays = [a for a in (read_parts(storage, r, lo, hi) for r in rels) if a is not None and len(a)]
-    return np.concatenate(arrays) if arrays else np.empty((0, *shape), dtype)
+    arrays = [a for a in gather_each(storage, rels, lo, hi, dtype, shape) if len(a)]
+    return np.concatenate(arrays) if arrays else np.empty((0, *shape), np.dtype(dtype))
 
 
 def gather_tables(storage: Storage, rels: Sequence[str], lo: int, hi: int | None = None) -> pa.Table | None:
-    tables = [t for t in (read_parts(storage, r, lo, hi) for r in rels) if t is not None and t.num_rows]
+    """The same Arrow parts of many senders' objects, concatenated (None when all are empty)."""
+    tables = [t for offsets, data in _read_ranges(storage, rels, lo, lo + 1 if hi is None else hi)
+              if (t := _tables(data, offsets)) is not None and t.num_rows]
     return pa.concat_tables(tables) if tables else None
+
+
+def _raw(data: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(data, dtype).reshape(-1, *shape).copy()
+
+
+def _tables(data: bytes, offsets: np.ndarray) -> pa.Table | None:
+    start = offsets[0]
+    tables = [pa.ipc.open_stream(pa.py_buffer(data[int(a - start):int(b - start)])).read_all()
+              for a, b in zip(offsets[:-1], offsets[1:], strict=True) if b > a]
+    return pa.concat_tables(tables) if tables else None
+
+
+def _read_ranges(storage: Storage, rels: Sequence[str], lo: int, hi: int) -> list[tuple[np.ndarray, bytes]]:
+    """(offsets lo..hi, bytes of parts lo..hi-1) of every sender."""
+    first, last = OFFSETS_AT + 8 * lo, OFFSETS_AT + 8 * (hi + 1)
+    if storage.local:
+        out = []
+        for rel in rels:
+            fd = os.open(storage.join(rel), os.O_RDONLY)
+            try:
+                offsets = np.frombuffer(os.pread(fd, last - first, first), np.int64)
+                out.append((offsets, os.pread(fd, int(offsets[-1] - offsets[0]), int(offsets[0]))))
+            finally:
+                os.close(fd)
+        return out
+    paths = [storage.fs._strip_protocol(storage.join(rel)) for rel in rels]
+    offsets = [np.frombuffer(h, np.int64) for h in _ranges(storage, paths, [first] * len(paths), [last] * len(paths))]
+    full = [i for i, o in enumerate(offsets) if o[-1] > o[0]]  # an empty range is no request at all
+    bodies = [b""] * len(paths)
+    found = _ranges(storage, [paths[i] for i in full], [int(offsets[i][0]) for i in full],
+                    [int(offsets[i][-1]) for i in full])
+    for i, body in zip(full, found, strict=True):
+        bodies[i] = body
+    return list(zip(offsets, bodies, strict=True))
+
+
+def _ranges(storage: Storage, paths: list[str], starts: list[int], ends: list[int]) -> list[bytes]:
+    """Concurrent range reads; the first failure is raised, not returned among the results."""
+    if not paths:
+        return []
+    out = storage.fs.cat_ranges(paths, starts, ends, on_error="raise")
+    return list(out)
 
 
 def split(rows: np.ndarray, part: np.ndarray, n: int) -> list[np.ndarray]:

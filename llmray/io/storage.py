@@ -116,7 +116,7 @@ class Storage:
             self.fs.pipe_file(path, data)
 
     def put_json(self, rel: str, payload: Any) -> None:
-        self.put(rel, json.dumps(payload, indent=1, default=str).encode())
+        self.put(rel, json.dumps(payload, default=str).encode())
 
     def open_write(self, rel: str) -> IO[bytes]:
         """A stream to a new object (on object stores it appears when closed, whole)."""

@@ -31,8 +31,8 @@ def resolve(path: str) -> Callable[[pa.Table], Any]:
     except ImportError as exc:
         raise JobError(f"function: cannot import {module_name!r} ({exc})") from None
     function = getattr(module, attr, None)
-    if not callable(function) or inspect.isclass(function) or not _takes_one_argument(function):
-        raise JobError(f"function: {path} is not a function of one table (def {attr}(table): ...)")
+    if not inspect.isfunction(function) or not _takes_one_argument(function):
+        raise JobError(f"function: {path} is not a Python function of one table (def {attr}(table): ...)")
     return function
 
 

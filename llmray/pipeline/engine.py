@@ -102,6 +102,9 @@ def _result(ref: Any, label: str, index: int) -> Any:
             raise type(cause)(str(cause)) from None
         what = f"{type(cause).__name__}: {cause}" if cause is not None else _first_line(str(exc))
         raise TaskFailed(f"{label} task {index} failed: {what}") from cause
+    except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory, node lost)
+        raise TaskFailed(f"{label} task {index}: its worker died on every try ({type(exc).__name__}: "
+                         f"{_first_line(str(exc))}); see Ray's logs, or raise --max-retries") from None
 
 
 def _first_line(text: str) -> str:

@@ -82,10 +82,10 @@ def _stage_names(steps: list[Step]) -> list[str]:
     return names
 
 
-def fine_parts(estimated_bytes: int) -> int:
+def fine_parts(estimated_bytes: int, asked: list[int | None] = ()) -> int:
     """How many parts exchanged sidecars are cut into before the corpus is read: enough for the
-    partitions the exchange will want (about 64 MB each), a power of two, so any partition count
-    up to it can take contiguous runs of parts."""
+    partitions the exchange will want (about 64 MB each, or as many as a step asks for), so any
+    partition count up to it takes contiguous runs of parts."""
     docs = max(1, estimated_bytes // PLANNING_DOC_BYTES)
-    partitions = docs * 16 * BAND_ROW_BYTES / (64 * MB)
-    return int(min(65536, max(256, 2 ** math.ceil(math.log2(max(1.0, 4 * partitions))))))
+    partitions = max(4 * docs * 32 * BAND_ROW_BYTES / (64 * MB), *[p for p in asked if p], 1)
+    return int(min(65536, max(256, 2 ** math.ceil(math.log2(partitions)))))

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -36,16 +38,14 @@ from llmray.io.readers import Chunk, list_inputs, plan_chunks
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
 from llmray.ops.base import GlobalStep
+from llmray.pipeline import outdir
 from llmray.pipeline import stats as st
 from llmray.pipeline.engine import Engine
 from llmray.pipeline.plan import Segment, fine_parts, plan_segments
 from llmray.pipeline.report import write_report
 from llmray.pipeline.segment import SegmentPlan, marker_path, run_unit
 
-OWNED = ("data", "rejects", "quarantine", "_progress", "_work", "clusters", "tokens", "tokenizer",
-         "stats.json", "report.html", "job.json")
-#: Output folders whose files are committed by unit markers (anything else in them is a leftover).
-COMMITTED = ("data", "rejects", "quarantine", "tokens")
+PLAN = "_progress/plan.json"
 
 
 @dataclasses.dataclass
@@ -72,18 +72,27 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
     # A work location of the user's own may serve several runs: each job gets a folder of its own.
     work = (Storage(spec.output.work_dir, spec.output.storage_options).child(f"llmray-{spec.fingerprint()}")
             if spec.output.work_dir else output.child("_work"))
+    outdir.check_location(output, [p for i in spec.inputs for p in i.paths])
     output.probe()
     if spec.output.work_dir:
         work.probe()
-    finished = _finished_stats(output, spec)
+    listings = list_inputs(spec.inputs)
+    finished = _finished_stats(output, spec, _listing(listings), options.progress)
     if finished and not options.overwrite:
         if options.progress:
             print(f"{output.url} already holds this job's finished output: nothing to do "
                   f"(--overwrite runs it again)", file=sys.stderr)
         return {**finished, "already_complete": True}
-    resuming = output.exists("_progress/plan.json") and not options.overwrite
-    listings = None if resuming else list_inputs(spec.inputs)
     _prepare_output(output, work, spec, options.overwrite)
+    lease = outdir.Lease(output)
+    lease.acquire()
+    try:
+        return _run(spec, options, output, work, listings)
+    finally:
+        lease.release()
+
+
+def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, listings: list) -> dict[str, Any]:
     from llmray import cluster, kernels
 
     startup_s = cluster.connect(options.address, options.num_cpus)
@@ -94,7 +103,7 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
     engine = Engine(num_cpus, options.max_retries)
     chunks, skipped = _plan(output, spec, num_cpus, listings)
     segments = plan_segments(spec.steps, spec.output.format)
-    fine = fine_parts(sum(c.est_bytes for c in chunks))
+    fine = fine_parts(sum(c.est_bytes for c in chunks), [getattr(s, "partitions", None) for s in spec.steps])
     total = st.new_counts()
     stage_order = ["read"]
     decisions: list[Decision] = []
@@ -134,7 +143,14 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
                 details[name] = step.finish(output, products.get(name, {}))
     wall_s = time.perf_counter() - started
     _sweep(output, committed)
-    stats = _finish(total, stage_order, spec, output, wall_s, startup_s, started_at, details, skipped)
+    for segment in segments:  # what these marks point to is in the work location, deleted below
+        if segment.writes == "work":
+            output.delete_tree(f"_progress/s{segment.index}")
+            output.delete_tree(f"_progress/g{segment.index}")
+    outdir.write_manifest(output, [f for f in output.find() if f.split("/", 1)[0] in outdir.OWNED_DIRS
+                                   and not f.startswith(("_progress/", "_work/"))])
+    stats = _finish(total, stage_order, spec, output, wall_s, startup_s, started_at, details, skipped,
+                    _fingerprint(_listing(listings)))
     work.delete_tree()
     return stats
 
@@ -143,19 +159,45 @@ def _previous_group(segments: list[Segment], segment: Segment) -> list[tuple[str
     return segments[segment.index - 1].group if segment.index else []
 
 
-def _plan(output: Storage, spec: JobSpec, num_cpus: int, listings: list | None) -> tuple[list[Chunk], list[str]]:
-    """The units of the first segment: planned once, then read back on resume (a resumed run on
-    another number of CPUs keeps the same units)."""
+def _plan(output: Storage, spec: JobSpec, num_cpus: int, listings: list) -> tuple[list[Chunk], list[str]]:
+    """The units of the first segment: planned once and read back on resume (a resumed run on
+    another number of CPUs keeps the same units). Units are named by their content (paths, sizes,
+    versions, byte ranges), so when the input changed since the interrupted run, the run is
+    re-planned: units that are still there keep their work, the rest is redone."""
     from llmray.io.batch import Piece
 
-    if output.exists("_progress/plan.json"):
-        saved = output.get_json("_progress/plan.json")
-        chunks = [Chunk(c["key"], tuple(Piece(**p) for p in c["pieces"]), c["source"], c["input_index"],
-                        c["est_bytes"]) for c in saved["chunks"]]
-        return chunks, saved["skipped"]
+    listing = _listing(listings)
+    if output.exists(PLAN):
+        saved = output.get_json(PLAN)
+        if saved.get("listing") == listing:
+            chunks = [Chunk(c["key"], tuple(Piece(**p) for p in c["pieces"]), c["source"], c["input_index"],
+                            c["est_bytes"]) for c in saved["chunks"]]
+            return chunks, saved["skipped"]
+        print(f"{output.url}: the input changed since the interrupted run; its units are planned again "
+              f"(those still there keep their work)", file=sys.stderr)
     chunks, skipped = plan_chunks(spec.inputs, num_cpus, listings)
-    output.put_json("_progress/plan.json", {"chunks": [dataclasses.asdict(c) for c in chunks], "skipped": skipped})
+    _forget_all_but(output, {c.key for c in chunks})
+    output.put_json(PLAN, {"chunks": [dataclasses.asdict(c) for c in chunks], "skipped": skipped,
+                           "listing": listing})
     return chunks, skipped
+
+
+def _listing(listings: list) -> list:
+    """The input files with their sizes and versions, as JSON reads them back."""
+    return json.loads(json.dumps([[f for listing in per_input for f in listing.files] for per_input in listings]))
+
+
+def _fingerprint(listing: list) -> str:
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]
+
+
+def _forget_all_but(output: Storage, keys: set[str]) -> None:
+    """Drop every mark of progress except the first segment's markers of these units: whatever
+    came after depends on the whole corpus."""
+    for rel in output.find("_progress"):
+        first = re.fullmatch(r"_progress/s0/([^/]+)\.json", rel)
+        if rel != outdir.LEASE and not (first and first.group(1) in keys):
+            output.delete(rel)
 
 
 def _run_segment(plan: SegmentPlan, sources: list[Chunk] | list[_UnitState], engine: Engine, total: dict,
@@ -192,6 +234,11 @@ def _run_task(plan: SegmentPlan, key: str, index: int, chunk: Chunk | None) -> d
         return run_unit(key, index, chunk, plan, node_id=node)
     except UserError:
         raise
+    except OSError as exc:
+        if exc.errno == 28:
+            raise UserError(f"no space left on {plan.output.url if plan.writes == 'output' else plan.work.url}: "
+                            f"free space and run the same command to resume") from None
+        raise RuntimeError(f"{chunk.url if chunk else key}: {type(exc).__name__}: {exc}") from exc
     except Exception as exc:
         where = chunk.url if chunk is not None else f"unit {key}"
         raise RuntimeError(f"{where}: {type(exc).__name__}: {exc}") from exc
@@ -246,29 +293,52 @@ def _label(plan: SegmentPlan) -> str:
     return "applying decisions" if plan.writes else "writing products"
 
 
-def _finished_stats(output: Storage, spec: JobSpec) -> dict[str, Any] | None:
-    """The stats of a completed run of this same job in ``output``, if there is one."""
+def _finished_stats(output: Storage, spec: JobSpec, listing: list, progress: bool) -> dict[str, Any] | None:
+    """The stats of a completed run of this same job on this same input in ``output``, if there is
+    one and every file it wrote is still there; otherwise what is missing is made to be redone."""
     if not output.exists("stats.json"):
         return None
     try:
         stats = output.get_json("stats.json")
     except ValueError:
         return None
-    return stats if stats.get("fingerprint") == spec.fingerprint() and stats.get("accounting_ok") else None
+    if stats.get("fingerprint") != spec.fingerprint() or not stats.get("accounting_ok"):
+        return None
+    if stats.get("input_fingerprint") != _fingerprint(listing):
+        if progress:
+            print(f"{output.url}: the input changed since this job last finished: running it again",
+                  file=sys.stderr)
+        output.delete("stats.json")
+        return None
+    missing = outdir.missing_files(output)
+    if not missing:
+        return stats
+    if progress:
+        print(f"{output.url}: {len(missing)} file(s) of the finished run are missing or changed "
+              f"({missing[0]}, ...): redoing what wrote them", file=sys.stderr)
+    gone = set(missing)
+    for rel in output.find("_progress"):
+        if re.fullmatch(r"_progress/s\d+/[^/]+\.json", rel):
+            files = {f["path"] for f in output.get_json(rel).get("files", {}).get("output", [])}
+            if files & gone:
+                output.delete(rel)
+                gone -= files
+    if gone:  # outputs of global steps or products: redo everything after the first segment
+        _forget_all_but(output, {r.rsplit("/", 1)[1][:-5] for r in output.find("_progress/s0")})
+    output.delete("stats.json")
+    return None
 
 
 def _prepare_output(output: Storage, work: Storage, spec: JobSpec, overwrite: bool) -> None:
     if overwrite:
-        for name in OWNED:
-            output.delete_tree(name) if not name.endswith((".json", ".html")) else output.delete(name)
-        work.delete_tree()
+        outdir.clear(output, work)
     elif output.exists("job.json"):
         previous = output.get_json("job.json").get("fingerprint")
         if previous != spec.fingerprint():
             raise UserError(f"{output.url} holds the output of a different job; pass --overwrite to replace it, "
                             f"or choose another --output")
     else:
-        leftovers = [name for name in output.listdir() if name in OWNED]
+        leftovers = [name for name in output.listdir() if name in outdir.OWNED_DIRS + outdir.OWNED_FILES]
         if leftovers:
             raise UserError(f"{output.url} already holds {', '.join(sorted(leftovers))} from another run; "
                             f"pass --overwrite to replace it, or choose another --output")
@@ -279,13 +349,14 @@ def _prepare_output(output: Storage, work: Storage, spec: JobSpec, overwrite: bo
 def _sweep(output: Storage, committed: list[str]) -> None:
     """Remove what failed attempts left in the committed folders: files no marker lists."""
     keep = set(committed)
-    for folder in COMMITTED:
-        leftovers = [f for f in output.find(folder) if f not in keep and not f.rsplit("/", 1)[1].startswith("_")]
+    for folder in outdir.COMMITTED:
+        leftovers = [f for f in output.find(folder)
+                     if f not in keep and not any(part.startswith("_") for part in f.split("/")[1:])]
         output.delete_many(leftovers)
 
 
 def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage, wall_s: float, startup_s: float,
-            started_at: str, details: dict, skipped: list[str]) -> dict[str, Any]:
+            started_at: str, details: dict, skipped: list[str], input_fingerprint: str) -> dict[str, Any]:
     from llmray import cluster
 
     order = [s for s in stage_order + ["intermediate_io", "write"] if s in total["stages"]]
@@ -307,6 +378,7 @@ def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage,
         "global_steps": {k: v for k, v in details.items() if v},
         "skipped_files": {"count": len(skipped), "examples": skipped[:10]},
         "started_at": started_at, "job_file": spec.source_file, "fingerprint": spec.fingerprint(),
+        "input_fingerprint": input_fingerprint,
     }
     problem = st.check_accounting(stats)
     stats["accounting_ok"] = problem is None

@@ -31,7 +31,7 @@ from llmray.io.storage import Storage
 from llmray.io.writers import JsonlWriter, ShardWriter
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, MapStep, Step
 from llmray.pipeline import stats as st
-from llmray.schema import DUPLICATE_OF, REASON, ROW, SOURCE, row_bytes, text_bytes
+from llmray.schema import DUPLICATE_OF, ID, REASON, ROW, SOURCE, TEXT, row_bytes, text_bytes
 
 READ_BATCH_ROWS = 8192
 
@@ -93,7 +93,9 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
     """Run one unit through the segment; return its marker (also written as the commit)."""
     attempt = uuid.uuid4().hex[:8]
     attempts = f"_progress/s{plan.index}/attempts/{key}"
-    plan.output.put(f"{attempts}/{attempt}", b"")
+    poisoned = _poisoned(plan.output, attempts)
+    mine = f"{attempts}/{attempt}"
+    plan.output.put(mine, b"")
     counts = st.new_counts()
     counts["nodes"] = [node_id] if node_id else []
     steps = [_ready(s) for s in plan.steps]
@@ -109,7 +111,11 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
     quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
     sidecars = [(name, step.sidecar(plan.fine)) for name, step in plan.sidecars]
     written = 0
-    for batch, read_s in _timed(_batches(key, chunk, plan)):
+    for number, (batch, read_s) in enumerate(_timed(_batches(key, chunk, plan))):
+        if number in poisoned:
+            _set_aside(batch, poisoned[number], counts, quarantine, plan.inputs is not None, chunk)
+            continue
+        plan.output.put(mine, str(number).encode())  # the batch in the works, should the worker die
         table = batch.table
         if plan.inputs is not None:
             _count_read(counts, batch, read_s, chunk)
@@ -161,6 +167,36 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
               "sidecars": summaries, "products": products}
     plan.output.put_json(plan.marker(key), marker)
     return marker
+
+
+#: A batch that killed the worker this many times is set aside (quarantined) by the next attempt.
+POISON_AFTER = 2
+
+
+def _poisoned(output: Storage, attempts: str) -> dict[int, int]:
+    """Batches that earlier attempts at this unit died on, at least POISON_AFTER times each."""
+    crashes: dict[int, int] = {}
+    for name in output.listdir(attempts):
+        number = output.get(f"{attempts}/{name}").decode()
+        if number.isdigit():
+            crashes[int(number)] = crashes.get(int(number), 0) + 1
+    return {b: n for b, n in crashes.items() if n >= POISON_AFTER}
+
+
+def _set_aside(batch: ReadBatch, crashes: int, counts: dict, quarantine: JsonlWriter, first: bool,
+               chunk: Chunk | None) -> None:
+    """Quarantine every document of a batch that kept killing its worker, so the run can finish."""
+    error = (f"the worker died {crashes} times on the batch holding this document (out of memory on a huge "
+             f"document? a step that crashes on one?): set aside; lower input.max_doc_mb or fix the step")
+    table = batch.table
+    records = [{"file": chunk.url if chunk else "", "line": None, "rows": 1, "id": doc_id, "error": error,
+                "raw": text[:500]}
+               for doc_id, text in zip(table.column(ID).to_pylist(), table.column(TEXT).to_pylist(), strict=True)]
+    if first:
+        _count_read(counts, batch, 0.0, chunk)
+        quarantine.write(batch.quarantined)
+    counts["quarantined"] += table.num_rows
+    quarantine.write(records)
 
 
 def _batches(key: str, chunk: Chunk | None, plan: SegmentPlan) -> Iterator[ReadBatch]:
