@@ -22,11 +22,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         nargs="+",
-        metavar="PATH",
-        help="training data (parquet dirs, jsonl(.gz) files, or a tokens/ dir) instead of train.data",
+        metavar="PATH_OR_URL",
+        help="training data (parquet dirs, jsonl(.gz) files, globs or a tokens/ dir; local or URLs) "
+        "instead of train.data",
     )
-    p.add_argument("--eval-data", nargs="+", metavar="PATH", help="held-out data instead of train.eval_data")
-    p.add_argument("--output", metavar="DIR", help="output directory instead of train.output")
+    p.add_argument(
+        "--eval-data", nargs="+", metavar="PATH_OR_URL", help="held-out data instead of train.eval_data"
+    )
+    p.add_argument(
+        "--output", metavar="DIR_OR_URL", help="output directory or URL (s3://...) instead of train.output"
+    )
     p.add_argument(
         "--num-workers", type=int, metavar="N", help="Ray Train workers instead of train.num_workers"
     )
@@ -46,18 +51,23 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="label documents with a fine-tuned classification model",
         description="Write one JSON line per input document ({id, label, score}) using a model directory "
-        "written by `llmray train` with task: classification.",
+        "written by `llmray train` with task: classification. Paths may be URLs (s3://, gs://, ...); "
+        "credentials come from the environment.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL_DIR", help="a model directory (e.g. runs/finetune/model)")
+    p.add_argument(
+        "model", metavar="MODEL_DIR", help="a model directory or URL (e.g. runs/finetune/model)"
+    )
     p.add_argument(
         "--input",
         nargs="+",
         required=True,
-        metavar="PATH",
+        metavar="PATH_OR_URL",
         help="documents to label: parquet dirs or jsonl(.gz) files with a text column",
     )
-    p.add_argument("--output", required=True, metavar="PATH", help="the JSON lines file to write")
+    p.add_argument(
+        "--output", required=True, metavar="PATH_OR_URL", help="the JSON lines file (or object) to write"
+    )
     p.add_argument("--batch-size", type=int, default=64, help="documents per forward pass")
     p.set_defaults(func=cmd_predict)
 

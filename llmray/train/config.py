@@ -4,7 +4,7 @@ A train job file has one top-level key::
 
     train:
       task: mlm                      # mlm (masked-language pretraining) | classification
-      data: out/quickstart/data      # parquet dirs, jsonl(.gz) files, or a tokens/ dir of the tokenize step
+      data: out/quickstart/data      # parquet dirs, jsonl(.gz) files, globs or a tokens/ dir; paths or URLs
       model: {config: {hidden_size: 128, num_hidden_layers: 2, num_attention_heads: 2}}
       max_steps: 300
 
@@ -38,8 +38,8 @@ BERT_SIZES: dict[str, type] = {
 
 @dataclasses.dataclass
 class ModelSpec:
-    #: A local Hugging Face checkpoint directory, or ``package://<python package>/<dir>`` inside an
-    #: installed package. Required for classification; for mlm, continues pretraining from it.
+    #: A Hugging Face checkpoint directory (local or a URL), or ``package://<python package>/<dir>``
+    #: inside an installed package. Required for classification; for mlm, continues pretraining from it.
     path: str | None = None
     #: Sizes of a new BERT trained from scratch (mlm only), any of ``BERT_SIZES``.
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -50,8 +50,8 @@ class ModelSpec:
 
 @dataclasses.dataclass
 class TokenizerSpec:
-    #: A tokenizer directory (tokenizer.json or vocab.txt). Default: the model's own, or for a new
-    #: model a WordPiece vocabulary trained on the training data into ``<output>/tokenizer``.
+    #: A tokenizer directory, local or a URL (tokenizer.json or vocab.txt). Default: the model's own,
+    #: or for a new model a WordPiece vocabulary trained on the training data into ``<output>/tokenizer``.
     path: str | None = None
     vocab_size: int = 8000
     min_frequency: int = 2
@@ -100,7 +100,11 @@ class TrainSpec:
     text_field: str = "text"
     label_field: str = "label"
     id_field: str = "id"
+    #: A local directory or an fsspec URL (s3://, gs://, ...): checkpoints/, metrics.jsonl, model/.
     output: str = "runs/train"
+    #: fsspec options for URLs in data, eval_data, output and model/tokenizer paths (e.g.
+    #: ``{endpoint_url: ..., key: ..., secret: ...}``); without them, credentials come from the environment.
+    storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
     tokenizer: TokenizerSpec = dataclasses.field(default_factory=TokenizerSpec)
     seq_len: int = 128

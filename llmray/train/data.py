@@ -7,16 +7,21 @@ the fly (packed for MLM, one truncated row per document for classification); tok
 ``tokenize`` step are read as they are. ``Collate`` makes torch batches on the training worker and,
 for MLM, masks 15% of the tokens (80% [MASK], 10% a random token, 10% unchanged) with a generator
 seeded per epoch and worker, so a resumed run masks the same way.
+
+Files are local paths or URLs (s3://, gs://, ...) alike: read through ``llmray.io.storage``, and
+handed to Ray Data with the same fsspec file system and options.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
+import gzip
 import os
+import posixpath
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +33,8 @@ import xxhash
 
 from llmray import tokenizer as toks
 from llmray.errors import UserError
+from llmray.io.storage import Storage, explain, is_url
+from llmray.train import transfer
 
 if TYPE_CHECKING:
     import ray.data
@@ -39,19 +46,43 @@ IGNORE = -100
 
 @dataclasses.dataclass(frozen=True)
 class Files:
+    #: Absolute local paths, or full URLs of one protocol.
     paths: list[str]
     format: str  # "parquet" or "json"
+    storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def open(self, path: str) -> Iterator[IO[bytes]]:
+        """One of the files as a binary stream, decompressed if it ends in .gz."""
+        with Storage(path, self.storage_options).open_read("") as raw:
+            yield gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
+
+    def columns(self, path: str) -> list[str]:
+        """Column names of a parquet file (from its footer)."""
+        with self.open(path) as f:
+            return pq.read_schema(f).names
+
+    def rows(self) -> int:
+        """Rows of all the parquet files (from their footers)."""
+        total = 0
+        for path in self.paths:
+            with self.open(path) as f:
+                total += pq.ParquetFile(f).metadata.num_rows
+        return total
 
 
-def resolve(paths: list[str], where: str) -> Files:
-    """Expand files, directories and globs into one format's files (absolute paths, sorted)."""
+def resolve(paths: list[str], where: str, options: dict[str, Any] | None = None) -> Files:
+    """Expand files, directories and globs, local or URLs, into one format's files (sorted); a
+    missing or unreadable one is one line naming it."""
     found: list[str] = []
     for given in paths:
-        matches = sorted(glob.glob(os.path.expanduser(given))) if glob.has_magic(given) else [given]
-        if not matches or not all(os.path.exists(m) for m in matches):
-            raise UserError(f"{where}: no such file or directory: {given}")
-        for match in matches:
-            found += _data_files(Path(match), where) if os.path.isdir(match) else [str(Path(match).resolve())]
+        store = Storage(os.path.expanduser(given), options)
+        try:
+            found += _expand(store, given, where)
+        except UserError:
+            raise
+        except Exception as exc:  # any client's error (no bucket, no credentials, nothing answering)
+            raise UserError(f"{where}: cannot read {given}: {explain(exc, store.protocol)}") from None
     parquet = [p for p in found if p.endswith(".parquet")]
     jsonl = [p for p in found if p.endswith(JSONL)]
     if len(parquet) + len(jsonl) != len(found):
@@ -59,28 +90,44 @@ def resolve(paths: list[str], where: str) -> Files:
         raise UserError(f"{where}: {odd} is neither parquet nor jsonl (.jsonl, .jsonl.gz)")
     if parquet and jsonl:
         raise UserError(f"{where}: mixes parquet and jsonl files; give one format")
-    return Files(parquet or jsonl, "parquet" if parquet else "json")
+    places = sorted({p.split("://", 1)[0] + "://" if is_url(p) else "local" for p in found})
+    if len(places) > 1:
+        raise UserError(f"{where}: mixes {' and '.join(places)} files; keep the data in one place")
+    return Files(parquet or jsonl, "parquet" if parquet else "json", dict(options or {}))
 
 
-def _data_files(directory: Path, where: str) -> list[str]:
+def _expand(store: Storage, given: str, where: str) -> list[str]:
+    """The data files one given path, directory or glob stands for."""
+    fs = store.fs
+    path = fs._strip_protocol(store.url)
+    matches = sorted(fs.glob(path)) if glob.has_magic(path) else [path] if fs.exists(path) else []
+    if not matches:
+        raise UserError(f"{where}: no such file or directory: {given}")
+    files: list[str] = []
+    for match in matches:
+        files += _data_files(fs, match, given, where) if fs.isdir(match) else [match]
+    return files if store.local else [fs.unstrip_protocol(f) for f in files]
+
+
+def _data_files(fs: Any, directory: str, given: str, where: str) -> list[str]:
     """Parquet files under a directory, else JSON lines files; names starting with _ or . are not
     data (``_meta.json``, ``_work/``), as for pyarrow's dataset reader."""
-
-    def visible(p: Path) -> bool:
-        return not any(part.startswith(("_", ".")) for part in p.relative_to(directory).parts)
-
-    files = sorted(str(p.resolve()) for p in directory.rglob("*.parquet") if visible(p))
-    files = files or sorted(
-        str(p.resolve()) for p in directory.rglob("*") if p.name.endswith(JSONL) and visible(p)
-    )
+    directory = directory.rstrip("/")
+    visible = [
+        p
+        for p in sorted(fs.find(directory))
+        if not any(part.startswith(("_", ".")) for part in posixpath.relpath(p, directory).split("/"))
+    ]
+    files = [p for p in visible if p.endswith(".parquet")] or [p for p in visible if p.endswith(JSONL)]
     if not files:
-        raise UserError(f"{where}: {directory} holds no parquet or jsonl files")
+        raise UserError(f"{where}: {given} holds no parquet or jsonl files")
     return files
 
 
-def read_json(path: str) -> pa.Table:
+def read_json(files: Files, path: str) -> pa.Table:
     try:
-        return pajson.read_json(path)
+        with files.open(path) as f:
+            return pajson.read_json(f)
     except pa.ArrowInvalid as exc:
         raise UserError(f"{path}: cannot be read as JSON lines: {exc}") from None
 
@@ -89,12 +136,13 @@ def read_tables(files: Files, columns: list[str]) -> Iterator[pa.Table]:
     """Stream tables of up to READ_ROWS rows holding ``columns`` (those a file lacks are skipped)."""
     for path in files.paths:
         if files.format == "parquet":
-            parquet = pq.ParquetFile(path)
-            present = [c for c in columns if c in parquet.schema_arrow.names]
-            for batch in parquet.iter_batches(batch_size=READ_ROWS, columns=present):
-                yield pa.Table.from_batches([batch])
+            with files.open(path) as f:
+                parquet = pq.ParquetFile(f)
+                present = [c for c in columns if c in parquet.schema_arrow.names]
+                for batch in parquet.iter_batches(batch_size=READ_ROWS, columns=present):
+                    yield pa.Table.from_batches([batch])
         else:
-            table = read_json(path)
+            table = read_json(files, path)
             table = table.select([c for c in columns if c in table.column_names])
             for start in range(0, table.num_rows, READ_ROWS):
                 yield table.slice(start, READ_ROWS)
@@ -104,10 +152,12 @@ def ray_dataset(files: Files, columns: list[str], featurizer: Featurizer) -> ray
     """Featurized rows as a lazy Ray Dataset (``columns`` must be present in every file)."""
     import ray.data
 
+    located = [transfer.arrow(p, files.storage_options) for p in files.paths]
+    filesystem, paths = located[0][0], [p for _, p in located]
     if files.format == "parquet":
-        ds = ray.data.read_parquet(files.paths, columns=columns)
+        ds = ray.data.read_parquet(paths, columns=columns, filesystem=filesystem)
     else:
-        ds = ray.data.read_json(files.paths).select_columns(columns)
+        ds = ray.data.read_json(paths, filesystem=filesystem).select_columns(columns)
     return ds.map_batches(featurizer, batch_format="pyarrow", batch_size=READ_ROWS)
 
 
@@ -142,6 +192,7 @@ class Featurizer:
     task: str
     #: "text" (tokenize here) or "tokens" (shards written by the tokenize step).
     kind: str
+    #: A local directory or a URL.
     tokenizer_dir: str
     seq_len: int
     text_field: str = "text"
@@ -153,6 +204,8 @@ class Featurizer:
     holdout: float = 0.0
     side: str = "all"
     seed: int = 0
+    #: For a tokenizer at a URL (each Ray task's process downloads it once).
+    storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __call__(self, table: pa.Table) -> dict[str, np.ndarray]:
         if self.side != "all" and self.holdout > 0:
@@ -165,7 +218,7 @@ class Featurizer:
                 .astype(np.int8)
                 .reshape(-1, self.seq_len),
             }
-        tok = toks.load(self.tokenizer_dir)
+        tok = toks.load(transfer.local_dir(self.tokenizer_dir, self.storage_options))
         ids = toks.special_ids(tok, self.tokenizer_dir)
         texts = pc.fill_null(table.column(self.text_field), "").to_pylist()
         flat, lengths = toks.encode(tok, texts)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from llmray.io.storage import Storage
 from llmray.train.config import OptimizerSpec, ScheduleSpec, TrainSpec
 from llmray.train.model import save_checkpoint, unwrap
 
@@ -278,15 +279,31 @@ def evaluate(
 
 
 class MetricsLog:
-    """Appends each record to ``metrics.jsonl`` (one JSON object a line) and prints a short line."""
+    """Appends each record to ``metrics.jsonl`` (one JSON object a line) and prints a short line.
 
-    def __init__(self, path: Path, total_steps: int, echo: bool = True):
-        self.path, self.total_steps, self.echo = path, total_steps, echo
-        path.parent.mkdir(parents=True, exist_ok=True)
+    Object stores cannot append: there the whole file is rewritten, at most every ``UPLOAD_S``
+    seconds and on ``flush`` (each checkpoint), so the stored file lags the run by that much.
+    """
+
+    UPLOAD_S = 30.0
+
+    def __init__(self, storage: Storage, name: str, total_steps: int, echo: bool = True):
+        self.storage, self.name, self.total_steps, self.echo = storage, name, total_steps, echo
+        if storage.local:
+            Path(storage.url).mkdir(parents=True, exist_ok=True)
+        # A resumed run continues the stored file.
+        self.lines = [] if storage.local or not storage.exists(name) else [storage.get(name).decode()]
+        self.uploaded = time.monotonic()
 
     def __call__(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        line = json.dumps(record) + "\n"
+        if self.storage.local:
+            with open(self.storage.join(self.name), "a", encoding="utf-8") as f:
+                f.write(line)
+        else:
+            self.lines.append(line)
+            if time.monotonic() - self.uploaded >= self.UPLOAD_S:
+                self.flush()
         if self.echo:
             shown = " ".join(
                 f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -294,6 +311,11 @@ class MetricsLog:
                 if k not in ("step", "samples", "tokens")
             )
             print(f"step {record['step']}/{self.total_steps}  {shown}", flush=True)
+
+    def flush(self) -> None:
+        if not self.storage.local:
+            self.storage.put(self.name, "".join(self.lines).encode())
+            self.uploaded = time.monotonic()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,11 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         "`llmray train`; for a GPU box or a quick local run).",
     )
     parser.add_argument("job", help="the train job file (YAML with a top-level `train:`)")
-    parser.add_argument("--data", nargs="+", metavar="PATH", help="training data instead of train.data")
+    parser.add_argument("--data", nargs="+", metavar="PATH_OR_URL", help="training data instead of train.data")
     parser.add_argument(
-        "--eval-data", nargs="+", metavar="PATH", help="held-out data instead of train.eval_data"
+        "--eval-data", nargs="+", metavar="PATH_OR_URL", help="held-out data instead of train.eval_data"
     )
-    parser.add_argument("--output", metavar="DIR", help="output directory instead of train.output")
+    parser.add_argument("--output", metavar="DIR_OR_URL", help="output directory or URL instead of train.output")
     parser.add_argument(
         "--max-steps", type=int, metavar="N", help="optimizer steps instead of train.max_steps"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Models and tokenizers are local directories only: never reach for the Hugging Face hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,6 +16,9 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+
+if TYPE_CHECKING:
+    from llmray.io.storage import Storage
 
 transformers.logging.set_verbosity_error()
 transformers.logging.disable_progress_bar()
@@ -92,7 +95,14 @@ def load_trainer_state(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]
     )
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
-    """The complete checkpoint with the highest step under ``directory`` (``step_000123``)."""
-    done = [p for p in directory.glob("step_*") if (p / STATE).is_file() and has_weights(p)]
-    return max(done, key=lambda p: int(p.name.split("_")[1]), default=None)
+def latest_checkpoint(checkpoints: Storage) -> str | None:
+    """The complete checkpoint (state.json and weights) with the highest step under ``checkpoints``
+    (``step_000123``): its path or URL."""
+    held: dict[str, set[str]] = {}
+    for rel in checkpoints.find():
+        name, _, rest = rel.partition("/")
+        if name.startswith("step_"):
+            held.setdefault(name, set()).add(rest)
+    done = [name for name, files in held.items() if STATE in files and any(w in files for w in WEIGHTS)]
+    last = max(done, key=lambda name: int(name.split("_")[1]), default=None)
+    return checkpoints.join(last) if last else None

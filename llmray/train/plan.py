@@ -1,19 +1,22 @@
 """Preflight: everything a run needs, checked and resolved on the driver before any worker starts.
 
-Each problem the user can fix is one ``UserError`` line naming the key or file: missing or empty
-data, a missing label column, labels of mixed types, a model directory without weights, a
-sequence length beyond the model's positions, an output that already holds another run. What
-comes out is a ``Plan``: absolute paths, labels, vocabulary and step counts, small and picklable,
-shipped as is to Ray workers.
+Each problem the user can fix is one ``UserError`` line naming the key or file: an output the run
+cannot write to (probed first, by writing and deleting a small object: no bucket, no credentials,
+nothing answering), missing or empty data, a missing label column, labels of mixed types, a model
+directory without weights, a sequence length beyond the model's positions, an output that already
+holds another run. What comes out is a ``Plan``: absolute paths or URLs, labels, vocabulary and
+step counts, small and picklable, shipped as is to Ray workers (which fetch what lives at a URL
+themselves: no node's disk is assumed to be visible to another).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import importlib.util
+import io
 import json
-import shutil
+import os
+import posixpath
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +28,17 @@ import pyarrow.parquet as pq
 
 from llmray import tokenizer as toks
 from llmray.errors import UserError
+from llmray.io.storage import Storage, is_url
 from llmray.train.config import TrainSpec
 from llmray.train.data import Collate, Featurizer, Files, holdout_mask, read_json, read_tables, resolve
 from llmray.train.model import build, has_weights, latest_checkpoint
+from llmray.train.transfer import local_dir, staging
 
 
 @dataclasses.dataclass
 class Plan:
     spec: TrainSpec
+    #: An absolute local path or a URL, as are the other locations below.
     output: str
     #: "text" (tokenized on the fly) or "tokens" (shards of the tokenize step).
     kind: str
@@ -72,7 +78,11 @@ class Plan:
             holdout=holdout,
             side=side,
             seed=s.seed,
+            storage_options=s.storage_options,
         )
+
+    def output_storage(self) -> Storage:
+        return Storage(self.output, self.spec.storage_options)
 
     def eval_source(self) -> tuple[Files, list[str]]:
         return (self.eval, self.eval_columns) if self.eval is not None else (self.train, self.columns)
@@ -83,7 +93,7 @@ class Plan:
     def new_model(self) -> Any:
         return build(
             self.spec.task,
-            path=self.model_path,
+            path=local_dir(self.model_path, self.spec.storage_options) if self.model_path else None,
             sizes=self.sizes,
             vocab_size=self.vocab_size,
             pad_id=self.special.pad,
@@ -93,16 +103,14 @@ class Plan:
 
 
 def prepare(spec: TrainSpec, resume: bool = False) -> Plan:
-    """Check the spec against the data, model and output; train a tokenizer if the run needs one."""
-    out = Path(spec.output).expanduser().resolve()
+    """Check the spec against the output, data and model; train a tokenizer if the run needs one."""
+    options = spec.storage_options
+    out = Storage(os.path.expanduser(spec.output), options)
+    out.probe()
     resume_from = _check_output(out, resume)
-    train = resolve(spec.data, "train.data")
-    evals = resolve(spec.eval_data, "train.eval_data") if spec.eval_data else None
-    kind = (
-        "tokens"
-        if train.format == "parquet" and "input_ids" in pq.read_schema(train.paths[0]).names
-        else "text"
-    )
+    train = resolve(spec.data, "train.data", options)
+    evals = resolve(spec.eval_data, "train.eval_data", options) if spec.eval_data else None
+    kind = "tokens" if train.format == "parquet" and "input_ids" in train.columns(train.paths[0]) else "text"
     columns, rows = _check_data(spec, train, kind, "train.data")
     eval_columns = _check_data(spec, evals, kind, "train.eval_data")[0] if evals else columns
     labels: list = []
@@ -118,8 +126,8 @@ def prepare(spec: TrainSpec, resume: bool = False) -> Plan:
         tokenizer_dir, rows = _check_token_shards(spec, train)
     else:
         tokenizer_dir = _tokenizer_dir(spec, model_path, train, columns, out, resume_from is not None)
-    tok = toks.load(str(tokenizer_dir))
-    special = toks.special_ids(tok, str(tokenizer_dir))
+    tok = toks.load(local_dir(tokenizer_dir, options))
+    special = toks.special_ids(tok, tokenizer_dir)
     vocab_size = tok.get_vocab_size()
     if model_vocab is not None and vocab_size > model_vocab:
         raise UserError(
@@ -129,52 +137,57 @@ def prepare(spec: TrainSpec, resume: bool = False) -> Plan:
     total_steps, epochs = _steps(spec, kind, rows, evals is None)
     return Plan(
         spec=spec,
-        output=str(out),
+        output=out.url,
         kind=kind,
         train=train,
         eval=evals,
         columns=columns,
         eval_columns=eval_columns,
-        tokenizer_dir=str(tokenizer_dir),
+        tokenizer_dir=tokenizer_dir,
         vocab_size=vocab_size,
         special=special,
-        model_path=str(model_path) if model_path else None,
+        model_path=model_path,
         sizes=sizes,
         labels=labels,
         total_steps=total_steps,
         epochs=epochs,
         train_rows=rows,
-        resume_from=str(resume_from) if resume_from else None,
+        resume_from=resume_from,
     )
 
 
-def resolve_dir(path: str, where: str) -> Path:
-    """A local directory, or ``package://<python package>/<dir>`` inside an installed package
-    (found without importing the package)."""
+def resolve_dir(path: str, where: str, options: dict[str, Any] | None = None) -> str:
+    """A local directory, a URL (fetched once to check that it holds something), or
+    ``package://<python package>/<dir>`` inside an installed package (found without importing it)."""
     if path.startswith("package://"):
         package, _, rest = path.removeprefix("package://").partition("/")
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
             raise UserError(f"{where}: package {package!r} is not installed (pip install it first)")
         directory = Path(list(found.submodule_search_locations)[0]) / rest
+    elif is_url(path):
+        try:
+            local_dir(path, options)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        return path
     else:
         directory = Path(path).expanduser().resolve()
     if not directory.is_dir():
         raise UserError(f"{where}: no such directory: {directory}")
-    return directory
+    return str(directory)
 
 
-def _check_output(out: Path, resume: bool) -> Path | None:
-    checkpoints = out / "checkpoints"
-    started = checkpoints.is_dir() and any(checkpoints.iterdir())
+def _check_output(out: Storage, resume: bool) -> str | None:
+    checkpoints = out.child("checkpoints")
     if resume:
         last = latest_checkpoint(checkpoints)
         if last is None:
-            raise UserError(f"--resume: no checkpoint in {checkpoints} to continue from")
+            raise UserError(f"--resume: no checkpoint in {checkpoints.url} to continue from")
         return last
-    if started:
+    if checkpoints.listdir():
         raise UserError(
-            f"{out} already holds a training run (checkpoints/); pass --resume to continue it, "
+            f"{out.url} already holds a training run (checkpoints/); pass --resume to continue it, "
             f"or choose another --output"
         )
     return None
@@ -191,9 +204,9 @@ def _check_data(spec: TrainSpec, files: Files, kind: str, where: str) -> tuple[l
     present: set[str] | None = None
     for path in files.paths:
         if files.format == "parquet":
-            names = set(pq.read_schema(path).names)
+            names = set(files.columns(path))
         else:
-            record = _first_record(path)
+            record = _first_record(files, path)
             if record is None:
                 continue  # an empty file: nothing to check
             names = set(record)
@@ -205,21 +218,17 @@ def _check_data(spec: TrainSpec, files: Files, kind: str, where: str) -> tuple[l
                     + (" (set train.label_field)" if is_label else "")
                 )
         present = names if present is None else present & names
-    rows = (
-        sum(pq.ParquetFile(p).metadata.num_rows for p in files.paths) if files.format == "parquet" else None
-    )
+    rows = files.rows() if files.format == "parquet" else None
     if rows == 0 or present is None:
         raise UserError(f"{where}: the data is empty (no rows in {', '.join(files.paths[:3])})")
     columns = needed + ([spec.id_field] if kind == "text" and spec.id_field in present else [])
     return columns, rows
 
 
-def _first_record(path: str) -> dict | None:
+def _first_record(files: Files, path: str) -> dict | None:
     """The first record of a JSON lines file (its keys stand for the file's columns), reading no further."""
-    with (
-        gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
-    ) as f:
-        for line in f:
+    with files.open(path) as raw:
+        for line in io.TextIOWrapper(raw, encoding="utf-8"):
             if line.strip():
                 try:
                     record = json.loads(line)
@@ -232,10 +241,11 @@ def _first_record(path: str) -> dict | None:
 def _label_columns(spec: TrainSpec, files: Files) -> Iterator[tuple[str, pa.ChunkedArray]]:
     for path in files.paths:
         if files.format == "parquet":
-            yield path, pq.read_table(path, columns=[spec.label_field]).column(0)
+            with files.open(path) as f:
+                yield path, pq.read_table(f, columns=[spec.label_field]).column(0)
             continue
         try:
-            yield path, read_json(path).column(spec.label_field)
+            yield path, read_json(files, path).column(spec.label_field)
         except UserError as exc:
             if f"/{spec.label_field})" in str(exc):
                 raise UserError(
@@ -279,59 +289,59 @@ def _labels(spec: TrainSpec, train: Files, evals: Files | None) -> tuple[list, i
     return labels, rows
 
 
-def _check_model(spec: TrainSpec) -> tuple[Path | None, dict[str, Any], int, int | None]:
-    """(checkpoint dir, sizes of a new model, position limit, model vocabulary size or None)."""
+def _check_model(spec: TrainSpec) -> tuple[str | None, dict[str, Any], int, int | None]:
+    """(checkpoint location, sizes of a new model, position limit, model vocabulary size or None)."""
     if not spec.model.path:
         sizes = dict(spec.model.config)
         sizes.setdefault("max_position_embeddings", max(512, spec.seq_len))
         return None, sizes, sizes["max_position_embeddings"], None
-    directory = resolve_dir(spec.model.path, "train.model.path")
+    location = resolve_dir(spec.model.path, "train.model.path", spec.storage_options)
+    directory = Path(local_dir(location, spec.storage_options))
     config_file = directory / "config.json"
     if not config_file.is_file():
-        raise UserError(f"train.model.path: {directory} is not a model directory (no config.json)")
+        raise UserError(f"train.model.path: {location} is not a model directory (no config.json)")
     if not has_weights(directory):
         raise UserError(
-            f"train.model.path: {directory} has no weights (model.safetensors or pytorch_model.bin)"
+            f"train.model.path: {location} has no weights (model.safetensors or pytorch_model.bin)"
         )
     config = json.loads(config_file.read_text())
     positions = int(config.get("max_position_embeddings", 512))
     if "roberta" in str(config.get("model_type", "")):
         positions -= int(config.get("pad_token_id", 1)) + 1  # RoBERTa offsets positions past padding
-    return directory, {}, positions, config.get("vocab_size")
+    return location, {}, positions, config.get("vocab_size")
 
 
-def _check_token_shards(spec: TrainSpec, train: Files) -> tuple[Path, int]:
+def _check_token_shards(spec: TrainSpec, train: Files) -> tuple[str, int]:
     """The tokenizer saved beside the shards, and the sequence count; the shard length must match."""
-    meta_file = Path(train.paths[0]).parent / toks.TOKENS_META
-    if not meta_file.is_file():
+    tokens = Storage(posixpath.dirname(train.paths[0]), spec.storage_options)
+    if not tokens.exists(toks.TOKENS_META):
         raise UserError(
-            f"train.data: token shards without {toks.TOKENS_META} beside them ({meta_file.parent}); "
+            f"train.data: token shards without {toks.TOKENS_META} beside them ({tokens.url}); "
             f"point train.data at the tokens/ directory the tokenize step wrote"
         )
-    meta = json.loads(meta_file.read_text())
+    meta = tokens.get_json(toks.TOKENS_META)
     if meta["seq_len"] != spec.seq_len:
         raise UserError(
             f"train.seq_len: {spec.seq_len} differs from the token shards' {meta['seq_len']} "
-            f"({meta_file}); set seq_len: {meta['seq_len']}"
+            f"({tokens.join(toks.TOKENS_META)}); set seq_len: {meta['seq_len']}"
         )
-    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in train.paths)
-    return meta_file.parent / toks.TOKENS_TOKENIZER, rows
+    return tokens.join(toks.TOKENS_TOKENIZER), train.rows()
 
 
 def _tokenizer_dir(
-    spec: TrainSpec, model_path: Path | None, train: Files, columns: list[str], out: Path, resuming: bool
-) -> Path:
-    """The tokenizer named by the job, else the model's own, else one trained on the training text."""
+    spec: TrainSpec, model_path: str | None, train: Files, columns: list[str], out: Storage, resuming: bool
+) -> str:
+    """The tokenizer named by the job, else the model's own, else one trained on the training text
+    (into ``<output>/tokenizer``)."""
     if spec.tokenizer.path:
-        return resolve_dir(spec.tokenizer.path, "train.tokenizer.path")
+        return resolve_dir(spec.tokenizer.path, "train.tokenizer.path", spec.storage_options)
     if model_path is not None:
-        if not any((model_path / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+        directory = Path(local_dir(model_path, spec.storage_options))
+        if not any((directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
             raise UserError(f"train.tokenizer.path: {model_path} has no tokenizer; give train.tokenizer.path")
         return model_path
-    target = out / "tokenizer"
-    if resuming and (target / "tokenizer.json").is_file():
-        return target
-    shutil.rmtree(target, ignore_errors=True)
+    if resuming and out.exists("tokenizer/tokenizer.json"):
+        return out.join("tokenizer")
     featurizer = Featurizer(
         task=spec.task,
         kind="text",
@@ -344,18 +354,16 @@ def _tokenizer_dir(
     )
     texts = _sample_texts(train, columns, featurizer, spec.tokenizer.max_docs)
     t = spec.tokenizer
-    return toks.train_wordpiece(
-        texts, target, t.vocab_size, t.min_frequency, t.lowercase, max_length=spec.seq_len
-    )
+    with staging(out, "tokenizer", last="tokenizer.json") as directory:
+        toks.train_wordpiece(texts, directory, t.vocab_size, t.min_frequency, t.lowercase, max_length=spec.seq_len)
+    return out.join("tokenizer")
 
 
 def _sample_texts(
     train: Files, columns: list[str], featurizer: Featurizer, max_docs: int
 ) -> Iterator[list[str]]:
     """Batches of training texts (held-out rows excluded), an even sample of at most ``max_docs``."""
-    rows = (
-        sum(pq.ParquetFile(p).metadata.num_rows for p in train.paths) if train.format == "parquet" else None
-    )
+    rows = train.rows() if train.format == "parquet" else None
     stride = max(1, -(-rows // max_docs)) if rows else 1
     taken = seen = 0
     for table in read_tables(train, columns):

@@ -2,32 +2,56 @@
 
 Runs in this process (torch uses every core), streaming the input in batches: memory holds one
 batch, whatever the input's size. Output lines are ``{"id", "label", "score"}`` in input order;
-``score`` is the softmax probability of the chosen label. The file is written under a temporary
-name and renamed when complete.
+``score`` is the softmax probability of the chosen label. The model, the inputs and the output may
+each be a local path or a URL (a model at a URL is downloaded to a temporary directory first). The
+output appears only complete: locally it is written under a temporary name and renamed, on an
+object store it is one object made when the stream closes (and deleted if the run fails).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import posixpath
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow.compute as pc
 import torch
 
 from llmray import tokenizer as toks
 from llmray.errors import UserError
+from llmray.io.storage import Storage
 from llmray.train.data import Files, read_tables, resolve
 from llmray.train.export import META
 from llmray.train.model import has_weights
+from llmray.train.transfer import fetched
 
 
-def predict(model_dir: str, inputs: list[str], output: str, batch_size: int = 64) -> int:
-    """Write one prediction per input document to ``output``; return how many."""
-    directory = Path(model_dir).expanduser().resolve()
-    config, meta = _check_model(directory)
+def predict(
+    model_dir: str,
+    inputs: list[str],
+    output: str,
+    batch_size: int = 64,
+    storage_options: dict[str, Any] | None = None,
+) -> int:
+    """Write one prediction per input document to ``output``; return how many. ``storage_options``
+    serve every URL (default: credentials from the environment)."""
+    with fetched(os.path.expanduser(model_dir), storage_options) as directory:
+        return _predict(directory, model_dir, inputs, output, batch_size, storage_options)
+
+
+def _predict(
+    directory: Path,
+    model_dir: str,
+    inputs: list[str],
+    output: str,
+    batch_size: int,
+    options: dict[str, Any] | None,
+) -> int:
+    config, meta = _check_model(directory, model_dir)
     from transformers import AutoModelForSequenceClassification  # after llmray.train.model set hub-offline
 
     model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
@@ -36,12 +60,9 @@ def predict(model_dir: str, inputs: list[str], output: str, batch_size: int = 64
     seq_len = int(meta.get("seq_len") or min(512, config.get("max_position_embeddings", 512)))
     labels = meta.get("labels") or [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     text_field, id_field = meta.get("text_field", "text"), meta.get("id_field", "id")
-    files = resolve(inputs, "--input")
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    files = resolve(inputs, "--input", options)
     count = 0
-    with open(tmp, "w", encoding="utf-8") as f, torch.inference_mode():
+    with _create(output, options) as f, torch.inference_mode():
         for ids, texts in _documents(files, text_field, id_field, batch_size):
             flat, lengths = toks.encode(tok, texts)
             input_ids, mask = toks.truncate(flat, lengths, seq_len, special)
@@ -51,20 +72,42 @@ def predict(model_dir: str, inputs: list[str], output: str, batch_size: int = 64
             ).logits
             probs = torch.softmax(logits.float(), -1).numpy()
             best = probs.argmax(-1)
-            f.writelines(
-                json.dumps({"id": i, "label": labels[k], "score": round(float(p[k]), 6)}) + "\n"
-                for i, k, p in zip(ids, best, probs, strict=True)
+            f.write(
+                "".join(
+                    json.dumps({"id": i, "label": labels[k], "score": round(float(p[k]), 6)}) + "\n"
+                    for i, k, p in zip(ids, best, probs, strict=True)
+                ).encode()
             )
             count += len(ids)
-    os.replace(tmp, out)
     return count
 
 
-def _check_model(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+@contextlib.contextmanager
+def _create(output: str, options: dict[str, Any] | None) -> Iterator[IO[bytes]]:
+    """A stream to ``output`` that appears only complete (see the module's docstring)."""
+    parent, name = posixpath.split(os.path.expanduser(output).rstrip("/"))
+    place = Storage(parent or ".", options)
+    if place.local:
+        tmp = f"{name}.tmp"
+        with place.open_write(tmp) as f:
+            yield f
+        os.replace(place.join(tmp), place.join(name))
+        return
+    stream = place.open_write(name)
+    try:
+        yield stream
+    except BaseException:
+        stream.close()
+        place.delete(name)
+        raise
+    stream.close()
+
+
+def _check_model(directory: Path, given: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(config.json, llmray.json or {}) of a model that can classify; a clear error otherwise."""
     config_file = directory / "config.json"
     if not config_file.is_file() or not has_weights(directory):
-        raise UserError(f"{directory}: not a model directory (needs config.json and weights)")
+        raise UserError(f"{given}: not a model directory (needs config.json and weights)")
     config = json.loads(config_file.read_text())
     meta_file = directory / META
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -76,7 +119,7 @@ def _check_model(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             else architectures[0]
         )
         raise UserError(
-            f"{directory} has no classification head ({kind}); fine-tune it first with "
+            f"{given} has no classification head ({kind}); fine-tune it first with "
             f"`task: classification` and predict with that model"
         )
     return config, meta
@@ -95,7 +138,7 @@ def _documents(
             ids = (
                 table.column(id_field).to_pylist()
                 if id_field in table.column_names
-                else [f"{Path(path).name}:{r}" for r in range(row, row + table.num_rows)]
+                else [f"{posixpath.basename(path)}:{r}" for r in range(row, row + table.num_rows)]
             )
             row += table.num_rows
             for start in range(0, len(texts), batch_size):

@@ -1,21 +1,26 @@
 """What the plain and the Ray paths share around the loop: start or resume the model, wrap the
 batches in a resumable stream, log metrics from rank 0, evaluate, then train. ``run_local`` is the
-plain path itself: data read and tokenized in this process, checkpoints written to a directory.
+plain path itself: data read and tokenized in this process, checkpoints written to
+``<output>/checkpoints`` (a local directory, or for a URL saved here and uploaded).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from llmray.io.storage import Storage
+from llmray.train import transfer
 from llmray.train.data import BatchStream, local_batches, seed_for
 from llmray.train.export import export
 from llmray.train.loop import Hooks, MetricsLog, evaluate, train
-from llmray.train.model import latest_checkpoint, load, load_trainer_state
+from llmray.train.model import STATE, load, load_trainer_state
 from llmray.train.plan import Plan
 
 #: Seed slot of evaluation masking: every evaluation masks the same tokens, so scores compare.
@@ -40,12 +45,19 @@ def run_loop(
     else:
         model, resume = plan.new_model(), None
     stream = BatchStream(epoch_batches, plan.epochs, resume[1]["data"] if resume else None)
+    log = MetricsLog(plan.output_storage(), METRICS, plan.total_steps) if rank == 0 else None
+
+    def logged_checkpoint(step: int, save: Callable[[Path], None], metrics: dict[str, Any]) -> None:
+        if log is not None:
+            log.flush()  # a checkpoint never runs ahead of the stored metrics
+        checkpoint(step, save, metrics)
+
     hooks = Hooks(
-        log=MetricsLog(Path(plan.output) / METRICS, plan.total_steps) if rank == 0 else (lambda record: None),
+        log=log or (lambda record: None),
         evaluate=(lambda m: evaluate(m, eval_batches(), spec.task, device, spec.eval_batches))
         if plan.has_eval
         else None,
-        checkpoint=checkpoint,
+        checkpoint=logged_checkpoint,
         position=stream.position,
     )
     return train(model, stream, spec, hooks, device=device, total_steps=plan.total_steps, resume=resume)
@@ -54,15 +66,14 @@ def run_loop(
 def fresh_metrics(plan: Plan) -> None:
     """A new run starts a new metrics file; a resumed one appends to it."""
     if plan.resume_from is None:
-        (Path(plan.output) / METRICS).unlink(missing_ok=True)
+        plan.output_storage().delete(METRICS)
 
 
 def run_local(plan: Plan, device: str | None = None) -> dict[str, Any]:
     """Train in this process on one device, checkpoint to ``<output>/checkpoints``, export ``model/``."""
     spec = plan.spec
     target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out = Path(plan.output)
-    checkpoints = out / "checkpoints"
+    checkpoints = plan.output_storage().child("checkpoints")
     fresh_metrics(plan)
 
     def epoch_batches(epoch: int) -> Iterable[Any]:
@@ -90,16 +101,39 @@ def run_local(plan: Plan, device: str | None = None) -> dict[str, Any]:
             drop_last=False,
         )
 
-    def checkpoint(step: int, save: Callable[[Path], None], metrics: dict) -> None:
-        target_dir = checkpoints / f"step_{step:06d}"
-        save(target_dir)
-        done = sorted((p for p in checkpoints.glob("step_*") if p != target_dir), key=lambda p: p.name)
-        for old in done[: max(0, len(done) - spec.keep_checkpoints + 1)]:
-            shutil.rmtree(old, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        # Checkpoints are saved here; for a URL, uploaded and only the newest kept here (for export).
+        here = (
+            Path(checkpoints.url)
+            if checkpoints.local
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="llmray-")))
+        )
+        saved: list[str] = []
 
-    start = Path(plan.resume_from) if plan.resume_from else None
-    summary = run_loop(plan, epoch_batches, eval_batches, checkpoint, device=target, rank=0, start=start)
-    last = latest_checkpoint(checkpoints)
-    assert last is not None  # the loop always checkpoints its last step
-    export(last, plan, out / "model")
+        def checkpoint(step: int, save: Callable[[Path], None], metrics: dict) -> None:
+            name = f"step_{step:06d}"
+            save(here / name)
+            if not checkpoints.local:
+                checkpoints.delete_tree(name)
+                transfer.upload(here / name, checkpoints.child(name), last=STATE)
+                if saved:
+                    shutil.rmtree(here / saved[-1])
+            saved.append(name)
+            _prune(checkpoints, name, spec.keep_checkpoints)
+
+        start = (
+            stack.enter_context(transfer.fetched(plan.resume_from, spec.storage_options))
+            if plan.resume_from
+            else None
+        )
+        summary = run_loop(plan, epoch_batches, eval_batches, checkpoint, device=target, rank=0, start=start)
+        # The loop checkpoints its last step, unless a resumed run was already there.
+        export(here / saved[-1] if saved else start, plan)
     return summary
+
+
+def _prune(checkpoints: Storage, newest: str, keep: int) -> None:
+    """Delete the oldest checkpoints but ``newest``, so that ``keep`` remain."""
+    done = sorted(n for n in checkpoints.listdir() if n.startswith("step_") and n != newest)
+    for old in done[: max(0, len(done) - keep + 1)]:
+        checkpoints.delete_tree(old)

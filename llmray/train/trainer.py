@@ -7,9 +7,12 @@ same on every run: a resumed run replays the interrupted epoch and skips what it
 
 Checkpoints: every ``checkpoint_every`` steps and at the end, rank 0 saves the whole state and all
 ranks call ``ray.train.report`` (the only report calls: each costs about 1.8 s here). Ray keeps
-them as ``<output>/checkpoints/step_NNNNNN``; a new trainer on the same directory finds them, which
-is how ``--resume`` and worker-failure restarts (``max_failures``) continue. Per-step metrics are
-written by rank 0 to ``<output>/metrics.jsonl`` (a shared filesystem on a multi-node cluster).
+them as ``<output>/checkpoints/step_NNNNNN``; a new trainer on the same place finds them, which
+is how ``--resume`` and worker-failure restarts (``max_failures``) continue. For a URL output Ray
+writes them through ``storage_filesystem``: the output's own fsspec file system (the job's
+``storage_options``: endpoint, credentials) wrapped for pyarrow, so any node reaches the bucket.
+Per-step metrics are written by rank 0 to ``<output>/metrics.jsonl`` (for a local output on a
+multi-node cluster, a shared filesystem).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, R
 from ray.train.torch import TorchTrainer
 
 from llmray.errors import UserError
+from llmray.train import transfer
 from llmray.train.data import Collate, ray_dataset, seed_for
 from llmray.train.export import export
 from llmray.train.plan import Plan
@@ -61,6 +65,7 @@ def fit(plan: Plan, address: str | None = None) -> dict[str, Any]:
     resources = worker_resources(
         spec.num_workers, spec.use_gpu, spec.resources_per_worker, cluster.cpu_count()
     )
+    filesystem, storage_path = transfer.arrow(plan.output, spec.storage_options)
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"plan": plan},
@@ -69,7 +74,8 @@ def fit(plan: Plan, address: str | None = None) -> dict[str, Any]:
         ),
         run_config=RunConfig(
             name="checkpoints",
-            storage_path=plan.output,
+            storage_path=storage_path,
+            storage_filesystem=filesystem,
             failure_config=FailureConfig(max_failures=spec.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=spec.keep_checkpoints),
         ),
@@ -85,7 +91,7 @@ def fit(plan: Plan, address: str | None = None) -> dict[str, Any]:
             raise UserError(str(user)) from None
         raise
     with result.checkpoint.as_directory() as directory:
-        export(Path(directory), plan, Path(plan.output) / "model")
+        export(Path(directory), plan)
     return {
         **result.metrics,
         "wall_s": round(time.perf_counter() - started, 2),
@@ -149,7 +155,7 @@ def _worker(config: dict[str, Any]) -> None:
     # Ray's own record of this run's checkpoints wins (worker restarts, --resume of a Ray run); a
     # plain-loop run resumed here has only the directory the driver found.
     start = ray.train.get_checkpoint() or (
-        Checkpoint.from_directory(plan.resume_from) if plan.resume_from else None
+        _checkpoint(plan.resume_from, spec.storage_options) if plan.resume_from else None
     )
     if start is None:
         run_loop(plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=None)
@@ -158,3 +164,9 @@ def _worker(config: dict[str, Any]) -> None:
         run_loop(
             plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=Path(directory)
         )
+
+
+def _checkpoint(location: str, options: dict[str, Any]) -> Checkpoint:
+    """A checkpoint directory, local or at a URL, as Ray's Checkpoint (which downloads it when used)."""
+    filesystem, path = transfer.arrow(location, options)
+    return Checkpoint(path, filesystem=filesystem)
