@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
+import os
 import sys
 import textwrap
 
@@ -37,12 +39,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-retries", type=int, default=3, metavar="N",
                    help="tries after a worker dies on a unit; a batch that kills it twice is quarantined")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's own messages and worker output too (otherwise they stay in Ray's log files)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the resolved job, its units, segments and outputs, and run nothing")
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from llmray.config import load_job
-    from llmray.pipeline.runner import RunOptions, inputs_from_paths, run_job
+    from llmray.pipeline.runner import RunOptions, describe, inputs_from_paths, run_job
 
     spec = load_job(args.job)
     if args.input:
@@ -53,8 +59,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec.output = dataclasses.replace(spec.output, work_dir=args.work_dir)
     if args.max_retries < 0:
         raise UserError("--max-retries must be 0 or more")
+    if args.dry_run:
+        print(describe(spec, args.num_cpus or os.cpu_count() or 1))
+        return 0
     stats = run_job(spec, RunOptions(address=args.address, num_cpus=args.num_cpus, overwrite=args.overwrite,
-                                     progress=not args.quiet, max_retries=args.max_retries))
+                                     progress=not args.quiet, max_retries=args.max_retries, verbose=args.verbose))
+    if stats.get("already_complete"):
+        print(f"already complete: {stats['docs_out']:,} documents kept in {spec.output.path}/data/ "
+              f"(--overwrite runs it again)")
+        return 0
     print(summary(stats, spec.output.path))
     return 0
 
@@ -128,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     from llmray import __version__
 
     parser.add_argument("--version", action="version", version=f"llmray {__version__}")
+    parser.add_argument("--log-level", default=os.environ.get("LLMRAY_LOG_LEVEL", "WARNING"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                        help="how much llmray logs (also LLMRAY_LOG_LEVEL); default WARNING")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(sub)
     _add_ops(sub)
@@ -144,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("llmray").setLevel(args.log_level)
     try:
         return args.func(args)
     except UserError as exc:

@@ -14,8 +14,11 @@ CONNECT_TIMEOUT_ENV = "LLMRAY_CONNECT_TIMEOUT"
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> float:
-    """Start or join Ray once per process; return the seconds it took (reported apart from the run)."""
+def connect(address: str | None = None, num_cpus: int | None = None, verbose: bool = False) -> float:
+    """Start or join Ray once per process; return the seconds it took (reported apart from the run).
+
+    Ray's own messages (its start-up banner, worker output) stay in Ray's log files unless
+    ``verbose``: llmray prints its own progress and says where those logs are."""
     import ray
 
     if ray.is_initialized():
@@ -23,7 +26,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> float:
     started = time.perf_counter()
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     address = cluster_address(address)
-    kwargs: dict = {"configure_logging": False, "log_to_driver": True}
+    if not verbose:
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    kwargs: dict = {"configure_logging": False, "log_to_driver": verbose}
     if address:
         if num_cpus:
             raise UserError(f"--num-cpus sizes the Ray started here, but {address} is a cluster to join "
@@ -41,6 +46,14 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> float:
         raise UserError(f"cannot join the Ray cluster at {address}: {first_line(str(exc))}{hint}") from None
     _quiet_ray_data()
     return time.perf_counter() - started
+
+
+def log_dir() -> str | None:
+    """Where this Ray session keeps its logs (worker output, tracebacks), if Ray runs here."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    return os.path.join(node.get_session_dir_path(), "logs") if node is not None else None
 
 
 def cluster_address(address: str | None) -> str | None:

@@ -10,6 +10,7 @@ worker that dies (killed, out of memory, node lost) has its task retried ``max_r
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -23,10 +24,17 @@ class TaskFailed(RuntimeError):
 
 
 class Engine:
-    def __init__(self, num_cpus: int, max_retries: int = 3, window: int | None = None):
+    def __init__(self, num_cpus: int, max_retries: int = 3, window: int | None = None, progress: bool = False,
+                 prefix: str = ""):
         self.num_cpus = max(1, num_cpus)
         self.max_retries = max_retries
         self.window = window or 2 * self.num_cpus + 2
+        #: Show a bar per task list (those handed an ``on_result`` show their own).
+        self.progress, self.prefix = progress, prefix
+
+    def named(self, prefix: str) -> Engine:
+        """The same engine, its bars labelled ``prefix: <label>`` (one global step's phases)."""
+        return type(self)(self.num_cpus, self.max_retries, self.window, self.progress, prefix)
 
     def map(self, fn: Callable[..., Any], items: Sequence[tuple], label: str = "", shared: Any = None,
             on_result: OnResult | None = None) -> list[Any] | None:
@@ -50,6 +58,7 @@ class Engine:
                 if len(pending) >= self.window:
                     return
 
+        bar = self._bar(len(items), label) if on_result is None else None
         submit()
         try:
             while pending:
@@ -61,12 +70,25 @@ class Engine:
                 else:
                     assert results is not None
                     results[index] = result
+                if bar is not None:
+                    bar.update(1)
                 submit()
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
+        finally:
+            if bar is not None:
+                bar.close()
         return results
+
+    def _bar(self, total: int, label: str) -> Any:
+        if not self.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=f"{self.prefix}: {label}" if self.prefix else label, unit="task",
+                    file=sys.stderr, dynamic_ncols=True, mininterval=0.5, leave=False)
 
 
 class LocalEngine(Engine):

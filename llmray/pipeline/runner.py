@@ -55,12 +55,16 @@ class RunOptions:
     overwrite: bool = False
     progress: bool = True
     max_retries: int = 3
+    #: Ray's own messages in the terminal too (otherwise they stay in its log files).
+    verbose: bool = False
 
 
 @dataclasses.dataclass
 class _UnitState:
     key: str
     docs: int
+    #: Text bytes the unit passes on to the next segment.
+    bytes: int
     attempt: str
     files: list[str]
 
@@ -95,12 +99,14 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
 def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, listings: list) -> dict[str, Any]:
     from llmray import cluster, kernels
 
-    startup_s = cluster.connect(options.address, options.num_cpus)
+    startup_s = cluster.connect(options.address, options.num_cpus, options.verbose)
+    if options.progress and cluster.log_dir() and not options.verbose:
+        print(f"Ray's logs: {cluster.log_dir()}", file=sys.stderr)
     kernels.compile_all()
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     num_cpus = cluster.cpu_count()
-    engine = Engine(num_cpus, options.max_retries)
+    engine = Engine(num_cpus, options.max_retries, progress=options.progress)
     chunks, skipped = _plan(output, spec, num_cpus, listings)
     segments = plan_segments(spec.steps, spec.output.format)
     fine = fine_parts(sum(c.est_bytes for c in chunks), [getattr(s, "partitions", None) for s in spec.steps])
@@ -212,12 +218,14 @@ def _run_segment(plan: SegmentPlan, sources: list[Chunk] | list[_UnitState], eng
             _take(plan.output.get_json(plan.marker(key)), index, states, total, summaries, products)
         else:
             todo.append((key, index, source if isinstance(source, Chunk) else None))
-    bar = _progress_bar(len(sources), len(sources) - len(todo), _label(plan), progress)
+    sizes = [_unit_mb(source, plan) for source in sources]
+    bar = _progress_bar(sum(sizes), sum(sizes) - sum(sizes[i] for _, i, _ in todo), _label(plan), progress)
 
     def on_result(position: int, marker: dict[str, Any]) -> None:
         _take(marker, todo[position][1], states, total, summaries, products)
-        bar.update(1)
-        bar.set_postfix_str(f"{total['docs_out']:,} kept / {total['docs_in']:,} read", refresh=False)
+        bar.update(sizes[todo[position][1]])
+        done = total["docs_in"] if plan.inputs is not None else sum(s.docs for s in states if s is not None)
+        bar.set_postfix_str(f"{done:,} docs", refresh=False)
 
     if todo:
         engine.map(_run_task, todo, plan.stage_names[0] if plan.stage_names else "segment", shared=plan,
@@ -252,7 +260,7 @@ def _take(marker: dict[str, Any], index: int, states: list, total: dict, summari
     for stage, made in marker.get("products", {}).items():
         st.merge(products.setdefault(stage, {}), made)
     files = [f["path"] for f in marker["files"]["output"]]
-    states[index] = _UnitState(marker["key"], marker["docs"], marker["attempt"], files)
+    states[index] = _UnitState(marker["key"], marker["docs"], marker.get("bytes", 0), marker["attempt"], files)
 
 
 def _decide(step: GlobalStep, name: str, scratch: str, segment: int, units: list[_UnitState],
@@ -273,7 +281,7 @@ def _decide(step: GlobalStep, name: str, scratch: str, segment: int, units: list
             starts.append(at)
             at += u.docs
         ctx = GlobalContext(
-            name=step.name, stage=name, engine=engine, data=work, work_dir=scratch, output=output,
+            name=step.name, stage=name, engine=engine.named(name), data=work, work_dir=scratch, output=output,
             units=[Unit(i, u.key, u.docs, s, marker_path(segment, u.key), f"{scratch}/side/{u.key}-{u.attempt}")
                    for i, (u, s) in enumerate(zip(units, starts, strict=True))],
             num_cpus=engine.num_cpus, summary={**summary, "fine": fine}, earlier=list(earlier))
@@ -287,10 +295,17 @@ def _decide(step: GlobalStep, name: str, scratch: str, segment: int, units: list
     return decision
 
 
+def _unit_mb(source: Chunk | _UnitState, plan: SegmentPlan) -> float:
+    """A unit's weight in the progress bar: MB of text (estimated before it is read)."""
+    return (source.est_bytes if isinstance(source, Chunk) else source.bytes) / 1e6
+
+
 def _label(plan: SegmentPlan) -> str:
+    """A short name for a segment's bar (the steps are in `llmray run --dry-run`)."""
+    steps = f" + {len(plan.steps)} step{'s' if len(plan.steps) > 1 else ''}" if plan.steps else ""
     if plan.index == 0:
-        return "reading and cleaning" if plan.steps else "reading"
-    return "applying decisions" if plan.writes else "writing products"
+        return f"read{steps}"
+    return f"{'write' if plan.writes == 'output' else 'pass' if plan.writes else 'products'}{steps}"
 
 
 def _finished_stats(output: Storage, spec: JobSpec, listing: list, progress: bool) -> dict[str, Any] | None:
@@ -392,8 +407,35 @@ def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage,
 def _progress_bar(total: int, done: int, label: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=done, desc=label, unit="unit", disable=not enabled or None,
-                file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=round(total, 1), initial=round(done, 1), desc=label, unit="MB", unit_scale=False,
+                disable=not enabled or None, file=sys.stderr, dynamic_ncols=True, mininterval=0.5,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} MB [{elapsed}<{remaining}, "
+                           "{rate_fmt}{postfix}]")
+
+
+def describe(spec: JobSpec, num_cpus: int) -> str:
+    """What a run of ``spec`` would do, without doing it: the resolved job, its units, segments and
+    global steps, and where everything goes (``llmray run --dry-run``)."""
+    import yaml
+
+    chunks, skipped = plan_chunks(spec.inputs, num_cpus)
+    output = Storage(spec.output.path)
+    work = spec.output.work_dir or output.join("_work")
+    mb = sum(c.est_bytes for c in chunks) / 1e6
+    lines = ["job (resolved):", *("  " + line for line in yaml.safe_dump(spec.to_dict(), sort_keys=False,
+                                                                         width=100).splitlines()), "",
+             f"input: {sum(len(c.pieces) for c in chunks):,} file pieces, about {mb:,.1f} MB of text, in "
+             f"{len(chunks):,} units for {num_cpus} CPUs" + (f"; {len(skipped)} hidden file(s) skipped" if skipped
+                                                               else "")]
+    for segment in plan_segments(spec.steps, spec.output.format):
+        names = [name for name, _ in segment.steps] or ["(no steps)"]
+        where = {"output": f"{output.join('data')}", "work": f"{work} (intermediate)", None: "nothing (reads data/)"}
+        lines.append(f"segment {segment.index + 1}: {' > '.join(names)}  ->  writes {where[segment.writes]}")
+        if segment.group:
+            lines.append(f"  then, over the whole corpus: {', '.join(name for name, _ in segment.group)}")
+    lines.append(f"outputs: {output.url}/ (data/, stats.json, report.html"
+                 f"{', rejects/' if spec.output.rejects else ''}, quarantine/ when records cannot be read)")
+    return "\n".join(lines)
 
 
 def inputs_from_paths(paths: list[str], spec: JobSpec) -> list[InputSpec]:

@@ -110,7 +110,7 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
     rejects = _Rejects(plan.output, prefix) if plan.rejects else None
     quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
     sidecars = [(name, step.sidecar(plan.fine)) for name, step in plan.sidecars]
-    written = 0
+    written = written_bytes = 0
     for number, (batch, read_s) in enumerate(_timed(_batches(key, chunk, plan))):
         if number in poisoned:
             _set_aside(batch, poisoned[number], counts, quarantine, plan.inputs is not None, chunk)
@@ -135,6 +135,7 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
             data.write(table)
         written += table.num_rows
         out_bytes = text_bytes(table)
+        written_bytes += out_bytes
         st.add_stage(counts, "write" if plan.is_last else "intermediate_io", table.num_rows, table.num_rows,
                      out_bytes, out_bytes, time.perf_counter() - started)
         if plan.is_last:
@@ -162,7 +163,8 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
         if sidecar is not None:
             summaries[name] = sidecar.close(plan.work, f"{name}/side/{prefix}")
     counts["retries"] = len(plan.output.listdir(attempts)) - 1
-    marker = {"key": key, "attempt": attempt, "docs": written, "counts": counts, "files": files,
+    marker = {"key": key, "attempt": attempt, "docs": written, "bytes": written_bytes, "counts": counts,
+              "files": files,
               "shards": {"store": plan.writes, "files": shards} if plan.writes else None,
               "sidecars": summaries, "products": products}
     plan.output.put_json(plan.marker(key), marker)
