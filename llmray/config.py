@@ -26,7 +26,7 @@ from typing import Any
 from llmray import ops
 from llmray.errors import JobError
 from llmray.io.specs import InputSpec, OutputSpec
-from llmray.ops.base import Step
+from llmray.ops.base import GlobalStep, Step
 from llmray.params import Problems, build, read_yaml, unknown
 
 SECTIONS = ("input", "steps", "output", "plugins")
@@ -45,7 +45,7 @@ class JobSpec:
                if not isinstance(s, Step)]
         if bad or not self.inputs:
             raise JobError("\n".join(bad) or "input: missing (say which files to read)")
-        self.steps = self.steps + _implicit_mix(self.inputs, self.steps)
+        self.steps = _with_id_check(self.inputs, self.steps + _implicit_mix(self.inputs, self.steps))
 
     def fingerprint(self) -> str:
         """A hash of what decides the output; resume refuses to continue a different job."""
@@ -141,6 +141,17 @@ def parse_steps(raw_steps: Any) -> list[Step]:
             steps.append(step)
     problems.raise_if_any()
     return steps
+
+
+def _with_id_check(inputs: list[InputSpec], steps: list[Step]) -> list[Step]:
+    """Every job counts documents that share an id (after its last step, where it costs no extra
+    pass); with ``dedupe_ids`` the check drops them, before the first global step."""
+    if any(step.name == "unique_ids" for step in steps):
+        return steps
+    if not any(i.dedupe_ids for i in inputs):
+        return [*steps, ops.UniqueIds(drop=False)]
+    first = next((k for k, step in enumerate(steps) if isinstance(step, GlobalStep)), 0)
+    return [*steps[:first], ops.UniqueIds(drop=True), *steps[first:]]
 
 
 def _implicit_mix(inputs: list[InputSpec], steps: list[Step]) -> list[Step]:

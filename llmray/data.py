@@ -164,7 +164,7 @@ def apply(ds: ray.data.Dataset, steps: Step | Sequence[Step], *, work_dir: str |
     ``annotate``, all rows with ``reason`` and ``duplicate_of`` where a global step drops them)."""
     steps = [steps] if isinstance(steps, Step) else list(steps)
     work = Storage(work_dir or f"/tmp/llmray-work-{uuid.uuid4().hex[:8]}", storage_options)
-    for segment in plan_segments(steps, "parquet"):
+    for segment in plan_segments(steps):
         for _, step in segment.steps:
             ds = ds.map_batches(step, batch_format="pyarrow")
         if segment.group:

@@ -21,7 +21,7 @@ JOBS = sorted((ROOT / "jobs").glob("*.yaml"))
 def test_steps_map_onto_steps_with_defaults_and_overrides():
     spec = parse_job({"input": "data/", "steps": ["clean_whitespace", {"language": {"min_score": 0.5}}]})
     assert spec.inputs[0].paths == ["data/"]
-    assert [step.name for step in spec.steps] == ["clean_whitespace", "language"]
+    assert [step.name for step in spec.steps] == ["clean_whitespace", "language", "unique_ids"]  # ids checked
     assert isinstance(spec.steps[1], Language) and spec.steps[1].min_score == 0.5
     assert spec.steps[1].languages == ["en"]
 

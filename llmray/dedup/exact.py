@@ -19,17 +19,18 @@ HASH_ROW_BYTES = 24
 
 
 class HashSidecar:
-    """(hash high, hash low, row) of a unit's documents, cut into ``fine`` parts by hash."""
+    """(hash high, hash low, row) of a unit's documents, cut into ``fine`` parts by hash: of their
+    text, or of another column (``id``, to find documents that share an id)."""
 
-    def __init__(self, normalize: bool, fine: int):
-        self.normalize, self.fine = normalize, fine
+    def __init__(self, normalize: bool, fine: int, column: str = TEXT):
+        self.normalize, self.fine, self.column = normalize, fine, column
         self.rows: list[np.ndarray] = []
         self.docs = 0
 
     def add(self, table: pa.Table, first_row: int) -> None:
         if table.num_rows == 0:
             return
-        hashes = minhash.text_hashes(table.column(TEXT), self.normalize)
+        hashes = minhash.text_hashes(table.column(self.column), self.normalize)
         rows = np.arange(first_row, first_row + len(hashes), dtype=np.uint64)
         self.rows.append(np.concatenate([hashes, rows[:, None]], axis=1))
         self.docs += len(hashes)

@@ -22,9 +22,12 @@ import pyarrow.parquet as pq
 from llmray.dedup.layout import Shared
 from llmray.dedup.shuffle import unit_of
 from llmray.io import exchange
+from llmray.io.writers import read_shard
 from llmray.schema import DUPLICATE_OF, ID
 
 _ROOT, _DOC, _VALUE = "root", "doc", "value"
+#: Dropped ids each partition reports, for stats.json and the report.
+EXAMPLES = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +60,7 @@ def _unit_columns(shared: Shared, unit: int, columns: list[str]) -> pa.Table:
     """Columns of every row of a unit, read from the shards its marker lists."""
     marker = shared.output.get_json(shared.markers[unit])
     store = shared.output if marker["shards"]["store"] == "output" else shared.work
-    tables = []
-    for shard in marker["shards"]["files"]:
-        with store.open_read(shard["path"]) as f:
-            tables.append(pq.read_table(f, columns=columns, use_threads=False))
+    tables = [t for shard in marker["shards"]["files"] for t in read_shard(store, shard["path"], columns, 1 << 20)]
     return pa.concat_tables(tables) if tables else pa.table({c: pa.array([], pa.string()) for c in columns})
 
 
@@ -98,8 +98,10 @@ def choose_keepers(shared: Shared, part: int) -> dict[str, int]:
     if table is None or table.num_rows == 0:
         empty = pa.table({"row": pa.array([], pa.int64()), DUPLICATE_OF: pa.array([], pa.string())})
         shared.write("decision", part, [empty] * shared.units)
-        return {"groups": 0, "largest": 0, "dropped": 0}
-    order = [(_ROOT, "ascending")] + ([(_VALUE, "descending")] if rule.column else []) + [(ID, "ascending")]
+        return {"groups": 0, "largest": 0, "dropped": 0, "examples": []}
+    # The document number last: of documents equal under the rule (the same id), the first one stays.
+    order = ([(_ROOT, "ascending")] + ([(_VALUE, "descending")] if rule.column else [])
+             + [(ID, "ascending"), (_DOC, "ascending")])
     table = table.sort_by(order)
     roots = table.column(_ROOT).to_numpy()
     docs = table.column(_DOC).to_numpy()
@@ -123,4 +125,6 @@ def choose_keepers(shared: Shared, part: int) -> dict[str, int]:
         pq.write_table(records, buffer)
         shared.output.put(f"{clusters}-{part:05d}.parquet", buffer.getvalue())
     real = sizes[sizes > 1]
-    return {"groups": len(real), "largest": int(real.max()) if len(real) else 0, "dropped": int(drop.sum())}
+    examples = table.column(ID).filter(pa.array(drop)).slice(0, EXAMPLES).to_pylist()
+    return {"groups": len(real), "largest": int(real.max()) if len(real) else 0, "dropped": int(drop.sum()),
+            "examples": examples}

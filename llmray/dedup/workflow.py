@@ -192,6 +192,7 @@ def _keep(ctx: GlobalContext, shared: Shared, clock: _Clock, details: dict[str, 
     details["groups"] = sum(s["groups"] for s in summaries)
     details["largest_group"] = max((s["largest"] for s in summaries), default=0)
     details["duplicates"] = sum(s["dropped"] for s in summaries)
+    details["examples"] = [e for s in summaries for e in s["examples"]][:10]
     clock.lap("keep")
     details["seconds"] = clock.seconds
     return Decision(step=ctx.name, payload={"dir": shared.path("decision"), "senders": shared.parts},

@@ -32,6 +32,9 @@ class InputSpec:
     share: float | None = None
     #: fsspec options for the input's file system (e.g. ``{endpoint_url: ..., anon: true}``).
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Keep only the first document of each id (others: ``unique_ids.duplicate``); without it,
+    #: documents that share an id are counted in stats.json and kept.
+    dedupe_ids: bool = False
 
     def __post_init__(self) -> None:
         validate(self)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from llmray.io.storage import Storage
@@ -118,3 +120,17 @@ def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         return _leaf_paths(f"{name}.list.element", kind.value_type)
     return [name]
+
+
+def read_shard(storage: Storage, path: str, columns: list[str] | None = None,
+               batch_rows: int = 8192) -> Iterator[pa.Table]:
+    """A shard this module wrote, back as tables of at most ``batch_rows`` (parquet or jsonl.gz)."""
+    with storage.open_read(path) as f:
+        if path.endswith(".parquet"):
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+                yield pa.Table.from_batches([batch])
+            return
+        table = pa_json.read_json(gzip.GzipFile(fileobj=f), read_options=pa_json.ReadOptions(use_threads=False))
+    table = table.select(columns) if columns else table
+    for start in range(0, table.num_rows, batch_rows):
+        yield table.slice(start, batch_rows)

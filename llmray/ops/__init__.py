@@ -4,7 +4,8 @@
                pii_redact, html_to_text
     filters/   per-document decisions: length, language, gopher_quality, gopher_repetition,
                c4_quality, fineweb_quality, url_filter
-    dedup.py   exact_dedup, minhash_dedup      mix.py  mix      tokenize.py  train_tokenizer, tokenize
+    dedup.py   exact_dedup, minhash_dedup      ids.py  unique_ids      mix.py  mix
+    tokenize.py  train_tokenizer, tokenize
     python.py  python (a function of your own)
 
 Every class here is also a Ray Data batch function (``ds.map_batches(GopherQuality())``). Steps of
@@ -30,6 +31,7 @@ from llmray.ops.filters.gopher_repetition import GopherRepetition
 from llmray.ops.filters.language import Language
 from llmray.ops.filters.length import Length
 from llmray.ops.filters.url import UrlFilter
+from llmray.ops.ids import UniqueIds
 from llmray.ops.mix import Mix
 from llmray.ops.python import PythonStep
 from llmray.ops.tokenize import Tokenize, TrainTokenizer
@@ -55,5 +57,5 @@ __all__ = [
     "C4Lines", "C4Quality", "CleanWhitespace", "ExactDedup", "FilterStep", "FineWebQuality", "FixMojibake",
     "GlobalStep", "GopherQuality", "GopherRepetition", "HtmlToText", "Language", "Length", "MapStep",
     "MinhashDedup", "Mix", "PiiRedact", "PythonStep", "Step", "Tokenize", "TrainTokenizer", "UnicodeNormalize",
-    "UrlFilter", "available", "register",
+    "UniqueIds", "UrlFilter", "available", "register",
 ]

@@ -36,7 +36,7 @@ from llmray import tokenizer as toks
 from llmray.decisions import ChunkContext, Decision, GlobalContext
 from llmray.errors import JobError, UserError
 from llmray.io.storage import Storage, is_url
-from llmray.io.writers import ShardWriter
+from llmray.io.writers import ShardWriter, read_shard
 from llmray.ops.base import GlobalStep, MapStep, register
 from llmray.schema import TEXT
 from llmray.tokenizer import TOKENS_META, TOKENS_TOKENIZER
@@ -55,9 +55,8 @@ def _unit_texts(output: Storage, work: Storage, marker: str) -> Iterator[pa.Arra
     shards = output.get_json(marker)["shards"]
     store = output if shards["store"] == "output" else work
     for shard in shards["files"]:
-        with store.open_read(shard["path"]) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=BATCH_DOCS, columns=[TEXT], use_threads=False):
-                yield batch.column(0)
+        for table in read_shard(store, shard["path"], [TEXT], BATCH_DOCS):
+            yield table.column(0).combine_chunks()
 
 
 @dataclasses.dataclass

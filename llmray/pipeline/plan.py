@@ -37,7 +37,7 @@ class Segment:
     writes: str | None = "output"
 
 
-def plan_segments(steps: list[Step], output_format: str) -> list[Segment]:
+def plan_segments(steps: list[Step]) -> list[Segment]:
     names = _stage_names(steps)
     segments = [Segment(0, [], [])]
     for name, step in zip(names, steps, strict=True):
@@ -54,15 +54,14 @@ def plan_segments(steps: list[Step], output_format: str) -> list[Segment]:
         _next(segments)
     for segment in segments[:-1]:
         segment.writes = "work"
-    if output_format == "parquet":
-        for k, segment in enumerate(segments[:-1]):
-            later = [s for seg in segments[k + 1:] for _, s in seg.steps] + [s for _, s in segment.group] + \
-                [s for seg in segments[k + 1:] for _, s in seg.group]
-            if all(not s.changes_documents for s in later):
-                segment.writes = "output"
-                for after in segments[k + 1:]:
-                    after.writes = None
-                break
+    for k, segment in enumerate(segments[:-1]):
+        later = [s for seg in segments[k + 1:] for _, s in seg.steps] + [s for _, s in segment.group] + \
+            [s for seg in segments[k + 1:] for _, s in seg.group]
+        if all(not s.changes_documents for s in later):
+            segment.writes = "output"
+            for after in segments[k + 1:]:
+                after.writes = None
+            break
     return segments
 
 

@@ -108,7 +108,7 @@ def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, lis
     num_cpus = cluster.cpu_count()
     engine = Engine(num_cpus, options.max_retries, progress=options.progress)
     chunks, skipped = _plan(output, spec, num_cpus, listings)
-    segments = plan_segments(spec.steps, spec.output.format)
+    segments = plan_segments(spec.steps)
     fine = fine_parts(sum(c.est_bytes for c in chunks), [getattr(s, "partitions", None) for s in spec.steps])
     total = st.new_counts()
     stage_order = ["read"]
@@ -121,6 +121,8 @@ def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, lis
         appliers = [(name, step.applier(d)) for (name, step), d in
                     zip(_previous_group(segments, segment), decisions, strict=True)]
         steps = [(name, a) for name, a in appliers if a is not None] + segment.steps
+        if not steps and segment.writes is None:
+            continue  # nothing to apply, nothing to write: the decisions before it only reported
         stage_order += [name for name, _ in steps if name not in stage_order]
         plan = SegmentPlan(
             index=segment.index, steps=[s for _, s in steps], stage_names=[n for n, _ in steps],
@@ -289,9 +291,10 @@ def _decide(step: GlobalStep, name: str, scratch: str, segment: int, units: list
         decision.details["wall_s"] = round(time.perf_counter() - started, 3)
         output.put_json(marker, {"decision": dataclasses.asdict(decision)})
     st.add_stage(total, name, 0, 0, 0, 0, decision.details.get("wall_s", 0.0))
-    for rule in step.reasons:  # a global step's reasons are listed even when it drops nothing
-        total["dropped"].setdefault(f"{step.name}.{rule}", 0)
-        total["dropped_bytes"].setdefault(f"{step.name}.{rule}", 0)
+    if step.applier(decision) is not None:  # a dropping step's reasons are listed even at 0
+        for rule in step.reasons:
+            total["dropped"].setdefault(f"{step.name}.{rule}", 0)
+            total["dropped_bytes"].setdefault(f"{step.name}.{rule}", 0)
     return decision
 
 
@@ -391,6 +394,8 @@ def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage,
         "nodes": len(total["nodes"]), "num_cpus": cluster.cpu_count(),
         "retries": total["retries"],
         "global_steps": {k: v for k, v in details.items() if v},
+        "duplicate_ids": {"count": details.get("unique_ids", {}).get("duplicates", 0),
+                          "examples": details.get("unique_ids", {}).get("examples", [])},
         "skipped_files": {"count": len(skipped), "examples": skipped[:10]},
         "started_at": started_at, "job_file": spec.source_file, "fingerprint": spec.fingerprint(),
         "input_fingerprint": input_fingerprint,
@@ -427,7 +432,7 @@ def describe(spec: JobSpec, num_cpus: int) -> str:
              f"input: {sum(len(c.pieces) for c in chunks):,} file pieces, about {mb:,.1f} MB of text, in "
              f"{len(chunks):,} units for {num_cpus} CPUs" + (f"; {len(skipped)} hidden file(s) skipped" if skipped
                                                                else "")]
-    for segment in plan_segments(spec.steps, spec.output.format):
+    for segment in plan_segments(spec.steps):
         names = [name for name, _ in segment.steps] or ["(no steps)"]
         where = {"output": f"{output.join('data')}", "work": f"{work} (intermediate)", None: "nothing (reads data/)"}
         lines.append(f"segment {segment.index + 1}: {' > '.join(names)}  ->  writes {where[segment.writes]}")

@@ -21,14 +21,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from llmray.decisions import ChunkContext
 from llmray.io.batch import TOO_LARGE, ReadBatch
 from llmray.io.readers import Chunk, read_chunk
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
-from llmray.io.writers import JsonlWriter, ShardWriter
+from llmray.io.writers import JsonlWriter, ShardWriter, read_shard
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, MapStep, Step
 from llmray.pipeline import stats as st
 from llmray.schema import DUPLICATE_OF, ID, REASON, ROW, SOURCE, TEXT, row_bytes, text_bytes
@@ -213,12 +212,10 @@ def _batches(key: str, chunk: Chunk | None, plan: SegmentPlan) -> Iterator[ReadB
         raise RuntimeError(f"unit {key}: segment {plan.previous} wrote no data to read")
     store = plan.output if previous["shards"]["store"] == "output" else plan.work
     for shard in previous["shards"]["files"]:
-        with store.open_read(shard["path"]) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=READ_BATCH_ROWS, use_threads=False):
-                table = pa.Table.from_batches([batch])
-                rows = pa.array(np.arange(row, row + table.num_rows, dtype=np.int64))
-                row += table.num_rows
-                yield ReadBatch(table.append_column(ROW, rows), [], [])
+        for table in read_shard(store, shard["path"], batch_rows=READ_BATCH_ROWS):
+            rows = pa.array(np.arange(row, row + table.num_rows, dtype=np.int64))
+            row += table.num_rows
+            yield ReadBatch(table.append_column(ROW, rows), [], [])
 
 
 def _count_read(counts: dict, batch: ReadBatch, read_s: float, chunk: Chunk | None) -> None:

@@ -44,7 +44,8 @@ def test_pipeline_writes_data_stats_report_and_rejects(ray_session, corpus, tmp_
     assert stats["dropped"] == {"language.other_language": 10}
     assert reconciles(stats) and stats["accounting_ok"]
     names = [s["name"] for s in stats["stages"]]
-    assert names == ["read", "unicode_normalize", "clean_whitespace", "pii_redact", "language", "write"]
+    assert names == ["read", "unicode_normalize", "clean_whitespace", "pii_redact", "language", "unique_ids", "write"]
+    assert stats["duplicate_ids"] == {"count": 0, "examples": []}
     for stage in stats["stages"]:
         assert {"name", "docs_in", "docs_out", "wall_s"} <= set(stage)
     assert stats["counters"]["pii_redact"] == {"email_redacted": 40, "phone_redacted": 40}
