@@ -11,6 +11,7 @@ few MB, so a multi-GB file never sits whole in one process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import fsspec
+import fsspec.compression
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -110,11 +112,15 @@ def list_input(given: str, options: dict[str, Any] | None = None) -> Listing:
             found = {p: i for p, i in fs.glob(path, detail=True).items() if i.get("type") == "file"}
         elif fs.isdir(path):
             root = path.rstrip("/")
+            if prefix:
+                entries = fs.find(path, detail=True, withdirs=False).items()
+            else:
+                entries = _walk_local(root, skipped)
             found = {}
-            for p, info in fs.find(path, detail=True, withdirs=False).items():
+            for p, info in entries:
                 rel = posixpath.relpath(p, root)
                 if any(part.startswith((".", "_")) for part in rel.split("/")):
-                    skipped.append(prefix + p)
+                    skipped.append(f"{prefix}{p} (hidden)")
                 elif info.get("type") == "file":
                     found[p] = info
         elif fs.isfile(path):
@@ -130,6 +136,25 @@ def list_input(given: str, options: dict[str, Any] | None = None) -> Listing:
     if not files:
         raise UserError(f"no input files match {given}")
     return Listing(files, skipped)
+
+
+def _walk_local(root: str, skipped: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Files below a local folder. Links to files are followed; links to folders (which may loop
+    back) and broken links are skipped and listed as such."""
+    entries = []
+    for folder, dirs, files in os.walk(root):
+        for name in sorted(dirs):
+            if os.path.islink(os.path.join(folder, name)):
+                skipped.append(f"{os.path.join(folder, name)} (link to a folder)")
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                info = os.stat(path)
+            except OSError as exc:
+                skipped.append(f"{path} ({'link that loops' if exc.errno == 40 else 'broken link'})")
+                continue
+            entries.append((path, {"type": "file", "size": info.st_size, "mtime": info.st_mtime}))
+    return entries
 
 
 def protocol_of(path: str) -> str:
@@ -243,10 +268,54 @@ def read_chunk(chunk: Chunk, spec: InputSpec) -> Iterator[ReadBatch]:
         yield from builder.flush(final=True)
 
 
-def _open(piece: Piece, spec: InputSpec) -> Any:
-    if is_url(piece.url):
-        return fsspec.open(piece.url, "rb", compression=piece.compression, **spec.storage_options).open()
-    return fsspec.open(piece.url, "rb", compression=piece.compression).open()
+@contextlib.contextmanager
+def _open(piece: Piece, spec: InputSpec) -> Iterator[Any]:
+    """The piece's file, decompressed. A local path is opened as it is named (``a::b.jsonl`` is no
+    fsspec chain); a URL through fsspec."""
+    with (fsspec.open(piece.url, "rb", **spec.storage_options) if is_url(piece.url) else open(piece.url, "rb")) as raw:
+        if piece.compression == "zstd":  # fsspec's zstd reader ends quietly at a cut: this one says so
+            yield _ZstdStream(raw)
+        elif piece.compression:
+            with fsspec.compression.compr[piece.compression](raw, mode="rb") as stream:
+                yield stream
+        else:
+            yield raw
+
+
+class _ZstdStream(io.RawIOBase):
+    """A zstd file decompressed frame after frame; a file cut inside a frame raises EOFError, as
+    Python's gzip does, so the records before the cut are kept and the cut is reported."""
+
+    def __init__(self, raw: Any):
+        import zstandard
+
+        self.raw, self.zstd = raw, zstandard
+        self.decoder = zstandard.ZstdDecompressor().decompressobj()
+        self.pending = b""
+        self._started = False  # inside a frame
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self.pending:
+            block = self.raw.read(1 << 17)
+            if not block:
+                if not self.decoder.eof and self._started:
+                    raise EOFError("the zstd stream ends inside a frame: the file is truncated")
+                return 0
+            self._started = True
+            while block:
+                self.pending += self.decoder.decompress(block)
+                block = self.decoder.unused_data
+                if self.decoder.eof:
+                    self.decoder = self.zstd.ZstdDecompressor().decompressobj()
+                    self._started = bool(block)
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
 
 
 def _read_jsonl(raw: Any, piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
@@ -352,7 +421,20 @@ def _parse_json_line(line: bytes, lines: _LineNumbers, local: int, spec: InputSp
         out.quarantine(lines.absolute(local), problem, line)
         return
     doc_id = record.get(spec.id_field)
-    out.add(out.derived_id(lines.absolute(local)) if doc_id is None else str(doc_id), text, record)
+    if doc_id is None:
+        doc_id = out.derived_id(lines.absolute(local))
+    elif isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    elif not isinstance(doc_id, str):
+        out.quarantine(lines.absolute(local), f"id field {spec.id_field!r} is {_json_type(doc_id)}: ids must be "
+                                              f"strings or integers (or name another with input.id_field)", line)
+        return
+    out.add(doc_id, text, record)
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "true or false", float: "a number with a fraction", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _read_text(stream: Any, piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
@@ -402,10 +484,33 @@ def _read_parquet(stream: Any, piece: Piece, spec: InputSpec, out: BatchBuilder)
         out.quarantine(None, f"column {spec.text_field!r} is {text_type}, expected a string", b"", rows=rows)
         return
     columns = [c for c in dict.fromkeys([spec.text_field, spec.id_field, *spec.keep_fields]) if c in names]
+    id_type = pf.schema_arrow.field(spec.id_field).type if spec.id_field in names else pa.string()
+    if not _id_type_ok(id_type):
+        out.quarantine(None, f"id column {spec.id_field!r} is {id_type}: ids must be strings or integers "
+                             f"(or name another with input.id_field)", b"", rows=rows)
+        return
     first_row = 1 + sum(pf.metadata.row_group(g).num_rows for g in range(piece.start))
-    for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=columns, use_threads=False):
-        yield from out.emit(_parquet_batch(pa.Table.from_batches([batch]), first_row, spec, out, limit))
-        first_row += batch.num_rows
+    for group in groups:  # one row group at a time: a corrupt one loses only its own rows
+        size, done = pf.metadata.row_group(group).num_rows, 0
+        try:
+            for batch in pf.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns,
+                                         use_threads=False):
+                yield from out.emit(_parquet_batch(pa.Table.from_batches([batch]), first_row + done, spec, out,
+                                                   limit))
+                done += batch.num_rows
+        except (pa.ArrowException, OSError) as exc:
+            out.quarantine(first_row + done, f"row group {group} cannot be read ({_short(exc)}): its "
+                                             f"{size - done} remaining rows are lost", b"", rows=size - done)
+        first_row += size
+
+
+def _id_type_ok(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _parquet_batch(table: pa.Table, first_row: int, spec: InputSpec, out: BatchBuilder, limit: int) -> pa.Table:

@@ -201,3 +201,59 @@ def test_quarantine_line_numbers_count_from_the_start_of_the_file_in_every_piece
     assert len(chunks) > 3
     quarantined = [q for c in chunks for b in read_chunk(c, spec) for q in b.quarantined]
     assert [q["line"] for q in quarantined] == [1501]
+
+
+def test_a_corrupt_parquet_row_group_loses_only_its_own_rows(tmp_path):
+    texts = [f"document {i} " + "text " * 50 for i in range(300)]
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(300)], "text": texts}), path, row_group_size=100,
+                   compression="none")
+    meta = pq.ParquetFile(path).metadata
+    column = meta.row_group(1).column(1)
+    data = bytearray(path.read_bytes())
+    at = column.data_page_offset + 40
+    data[at:at + 400] = b"\xff" * 400  # garble the middle group's text page
+    path.write_bytes(bytes(data))
+    docs, quarantined, _ = read_all(path)
+    assert [d["id"] for d in docs] == [f"d{i}" for i in range(100)] + [f"d{i}" for i in range(200, 300)]
+    assert len(quarantined) == 1 and quarantined[0]["rows"] == 100 and "row group 1" in quarantined[0]["error"]
+    assert len(docs) + sum(q["rows"] for q in quarantined) == 300
+
+
+def test_a_truncated_zstd_file_keeps_what_came_before_the_cut_and_says_so(tmp_path):
+    lines = b"".join(b'{"text": "line %d of a longer file"}\n' % i for i in range(20000))
+    frames = b"".join(zstandard.ZstdCompressor().compress(lines[k:k + 100_000]) for k in range(0, len(lines), 100_000))
+    path = tmp_path / "cut.jsonl.zst"
+    path.write_bytes(frames[: len(frames) * 2 // 3])
+    docs, quarantined, _ = read_all(path)
+    assert 0 < len(docs) < 20000 and [d["text"] for d in docs] == [f"line {i} of a longer file" for i in range(len(docs))]
+    assert len(quarantined) == 1 and "truncated" in quarantined[0]["error"]
+    whole = tmp_path / "whole.jsonl.zst"
+    whole.write_bytes(frames)
+    docs, quarantined, _ = read_all(whole)
+    assert len(docs) == 20000 and not quarantined
+
+
+def test_ids_are_strings_or_integers_and_others_are_quarantined(tmp_path):
+    path = write_jsonl(tmp_path / "ids.jsonl", [{"id": "1", "text": "a"}, {"id": 1, "text": "b"}, {"id": True, "text": "c"},
+                                                {"id": 2.5, "text": "d"}, {"id": ["x"], "text": "e"}, {"text": "f"}])
+    docs, quarantined, _ = read_all(path)
+    assert [(d["id"], d["text"]) for d in docs] == [("1", "a"), ("1", "b"), ("ids.jsonl:6", "f")]
+    assert sorted(q["line"] for q in quarantined) == [3, 4, 5]
+    assert all("ids must be strings or integers" in q["error"] for q in quarantined)
+
+
+def test_names_are_taken_literally_and_links_are_followed_or_listed(tmp_path):
+    folder = tmp_path / "in"
+    write_jsonl(folder / "a::b.jsonl", [{"text": "colons are part of the name"}])
+    write_jsonl(tmp_path / "elsewhere" / "real.jsonl", [{"text": "through a link to a file"}])
+    (folder / "file-link.jsonl").symlink_to(tmp_path / "elsewhere" / "real.jsonl")
+    (folder / "folder-link").symlink_to(tmp_path / "elsewhere")
+    (folder / "loop").symlink_to(folder / "loop")
+    (folder / ".hidden.jsonl").write_text('{"text": "hidden"}\n')
+    chunks, skipped = plan_chunks([InputSpec(paths=[str(folder)])], 1)
+    names = sorted(p.name for c in chunks for p in c.pieces)
+    assert names == ["a::b.jsonl", "file-link.jsonl"]
+    assert sorted(s.rsplit(" (", 1)[1] for s in skipped) == ["hidden)", "link that loops)", "link to a folder)"]
+    docs, _, _ = read_all(folder / "a::b.jsonl")
+    assert docs[0]["text"] == "colons are part of the name"
