@@ -82,6 +82,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--package", action="store_true",
                    help="for clusters without llmray: carry this llmray source, and install its dependencies "
                         "pinned to the versions installed here (Ray excluded: the cluster's own is used)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the command the cluster would run and every file that would be carried, and stop")
     p.add_argument("--pip", action="append", default=[], metavar="REQ",
                    help="a pip requirement (ftfy==6.3.1) or requirements file to install for the job; "
                         "repeatable; overrides a --package pin of the same name")
@@ -253,12 +255,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec = load_job(args.job)  # a broken job file stops here, not on the cluster
     inputs = args.input or [path for source in spec.inputs for path in source.paths]
     output = cluster_path(args.output or spec.output.path)
-    client = JobsClient(args.address, args.timeout)
     with tempfile.TemporaryDirectory(prefix="llmray-submit-") as stage:
-        job_file = stage_job(Path(stage), args.job, inputs, args.carry_mb)
+        job_file, carried = stage_job(Path(stage), args.job, inputs, args.carry_mb)
         command = ["python", "-m", "llmray.cli", "run", job_file, "--address", "auto", "--output", output]
         command += ["--input", *args.input] if args.input else []
         command += ["--overwrite"] if args.overwrite else []
+        if args.dry_run:
+            print(f"would run on the cluster: {shlex.join(command)}")
+            print(f"would carry {len(carried)} file(s), {sum(f.stat().st_size for f in carried) / 1e6:,.2f} MB:")
+            for path in carried:
+                print(f"  {path}")
+            return 0
+        client = JobsClient(args.address, args.timeout)
         env = runtime_env(stage, args.package, args.pip)
         job_id = client.submit(shlex.join(command), env, metadata={"llmray_job": args.job})
     print(job_id, flush=True)
@@ -354,10 +362,11 @@ def failure_reason(info: JobDetails, logs: str) -> str:
     return first_line(info.message or "no reason given")
 
 
-def stage_job(stage: Path, job_file: str, inputs: list[str], carry_mb: float) -> str:
+def stage_job(stage: Path, job_file: str, inputs: list[str], carry_mb: float) -> tuple[str, list[Path]]:
     """Copy the job file and the relative local inputs into ``stage`` (the job's working directory on the
-    cluster) at their relative paths, so the job reads what it names; return the job file's path there."""
-    files = [f for path in inputs if is_relative_local(path) for f in local_files(path)]
+    cluster) at their relative paths, so the job reads what it names; return the job file's path there
+    and every file carried."""
+    files = sorted({f for path in inputs if is_relative_local(path) for f in local_files(path)})
     size = sum(f.stat().st_size for f in files)
     if size > carry_mb * 1e6:
         raise UserError(f"the relative input paths hold {size / 1e6:,.1f} MB, over --carry-mb {carry_mb:g}: "
@@ -368,7 +377,7 @@ def stage_job(stage: Path, job_file: str, inputs: list[str], carry_mb: float) ->
     for source, target in [*((f, f) for f in files), (job, job_there)]:
         (stage / target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, stage / target)
-    return str(job_there)
+    return str(job_there), sorted({*files, job_there})
 
 
 def is_relative_local(path: str) -> bool:
@@ -377,20 +386,29 @@ def is_relative_local(path: str) -> bool:
 
 
 def local_files(path: str) -> list[Path]:
-    """The files a relative input path names here: a file, a directory's files, or a glob's matches."""
+    """The files a relative input path names here: a file, a directory's files, or a glob's matches.
+    Never a hidden file or folder (``.env``, ``.git/``), and never through a link that leads out of
+    this directory: only what the job reads travels."""
     if Path(os.path.normpath(path)).parts[:1] == ("..",):
         raise UserError(f"{path}: only relative paths under this directory are carried with the job; give an "
                         f"absolute path or URL that the cluster can read")
     if any(ch in path for ch in GLOB_CHARS):
         found = [Path(p) for p in glob.glob(path, recursive=True)]
     elif os.path.isdir(path):
-        found = list(Path(path).rglob("*"))
+        found = [Path(folder) / name for folder, dirs, names in os.walk(path)
+                 for name in names if not _hidden(Path(folder) / name)]
     else:
         found = [Path(path)]
-    files = sorted(Path(os.path.normpath(p)) for p in found if p.is_file())
+    here = Path.cwd().resolve()
+    files = sorted(Path(os.path.normpath(p)) for p in found
+                   if p.is_file() and not _hidden(p) and p.resolve().is_relative_to(here))
     if not files:
         raise UserError(f"input not found: {path} (relative paths are read here and carried with the job)")
     return files
+
+
+def _hidden(path: Path) -> bool:
+    return any(part.startswith(".") and part not in (".", "..") for part in path.parts)
 
 
 def cluster_path(path: str) -> str:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmray import cluster, jobs
+from llmray.cli import main
 from llmray.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,7 +180,7 @@ def test_submission_carries_the_job_file_and_small_relative_inputs(tmp_path, mon
         (tmp_path / name).write_text("{}\n")
     stage = tmp_path / "stage"
     inputs = ["data/*.jsonl", "data/sub", "/shared/corpus", "s3://bucket/corpus/"]
-    assert jobs.stage_job(stage, "jobs/x.yaml", inputs, carry_mb=1) == "jobs/x.yaml"
+    assert jobs.stage_job(stage, "jobs/x.yaml", inputs, carry_mb=1)[0] == "jobs/x.yaml"
     carried = sorted(str(p.relative_to(stage)) for p in stage.rglob("*") if p.is_file())
     assert carried == ["data/a.jsonl", "data/b.jsonl", "data/sub/c.jsonl", "jobs/x.yaml"]
     with pytest.raises(UserError, match="over --carry-mb 0"):
@@ -190,6 +191,25 @@ def test_submission_carries_the_job_file_and_small_relative_inputs(tmp_path, mon
         jobs.stage_job(tmp_path / "stage4", "jobs/x.yaml", ["../elsewhere"], carry_mb=1)
     assert jobs.cluster_path("out/x") == str(tmp_path / "out/x")
     assert jobs.cluster_path("/shared/out") == "/shared/out" and jobs.cluster_path("s3://b/o") == "s3://b/o"
+
+
+def test_submission_never_carries_secrets_or_follows_links_out(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for name in ["corpus/a.jsonl", "corpus/.env", ".git/config", "corpus/.ssh/id_rsa", "jobs/x.yaml"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text('{"text": "x"}\n' if name.endswith(".jsonl") else "SECRET\n")
+    (tmp_path / "jobs" / "x.yaml").write_text("input: corpus\n")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "private.jsonl").write_text("SECRET\n")
+    (tmp_path / "corpus" / "linked.jsonl").symlink_to(outside / "private.jsonl")
+    _, carried = jobs.stage_job(tmp_path / "stage", "jobs/x.yaml", ["corpus", "."], carry_mb=1)
+    assert list(map(str, carried)) == ["corpus/a.jsonl", "jobs/x.yaml"]
+    staged = [p for p in (tmp_path / "stage").rglob("*") if p.is_file()]
+    assert all("SECRET" not in p.read_text() for p in staged)
+    assert main(["submit", "jobs/x.yaml", "--address", "http://127.0.0.1:1", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "corpus/a.jsonl" in printed and ".env" not in printed and "linked" not in printed
 
 
 def test_package_carries_the_source_and_its_pins(tmp_path):
