@@ -36,14 +36,28 @@ def compile_all(force: bool = False) -> float:
     import numpy as np
     import pyarrow as pa
 
-    from llmray.kernels import c4, graph, minhash, text
+    from llmray.kernels import c4, clean, graph, minhash, text
 
     for kind in (pa.string(), pa.large_string()):
-        column = pa.array(["Hello world. This is a test line.\n- second line here …", ""], kind)
+        # Rows that take every path: clean and dirty whitespace, non-ASCII, citations, patterns.
+        column = pa.array(["Hello world. This is a test line.\n- second line here …", "", "\u0301",
+                           "  a\r\n\n\n\n b\u00a0c [1] lorem ipsum {x}. café 1.2.3.4 a@b.co 555-123-4567 "], kind)
         text.word_stats(column, ["the", "and"])
+        text.word_stats(column, ["the", "extraordinarily"])
         text.line_stats(column)
+        text.line_stats(column, active=np.array([True, False, True, True]), duplicates=False)
         text.ngram_stats(column)
-        c4.c4_lines(column, policy=("cookie policy",), min_words=3, max_word_chars=1000)
+        text.has_word(column)
+        text.char_counts(column)
+        text.chunk_counts(column)
+        for sentences in (False, True):
+            c4.c4_lines(column, policy=("cookie policy",), min_words=3, max_word_chars=1000, sentences=sentences)
+            c4.c4_lines(column, policy=("cookie policy",), min_words=3, max_word_chars=1000, sentences=sentences,
+                        text=False)
+        clean.clean_whitespace(column, 1)
+        clean.normalize(column, "NFC")
+        clean.mojibake_suspects(column)
+        clean.pii_candidates(column)
         for chars in (False, True):
             sig, _ = minhash.signatures(column, 16, 3, chars, 1)
             minhash.band_keys(sig, 4, 4, 1)

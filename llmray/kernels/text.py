@@ -203,6 +203,52 @@ def decode_char(data, i, end):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def strict_char(data, i, end):
+    """(code point, byte length) of the well-formed UTF-8 character at ``data[i]`` (a byte >= 0x80),
+    or (-1, 1) where the bytes are not well-formed UTF-8 (as Arrow's validation defines it)."""
+    b = np.int64(data[i])
+    if 0xC2 <= b <= 0xDF:
+        if i + 1 < end and (data[i + 1] & 0xC0) == 0x80:
+            return ((b & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
+        return -1, 1
+    if 0xE0 <= b <= 0xEF:
+        if i + 2 >= end:
+            return -1, 1
+        b1 = np.int64(data[i + 1])
+        lo = 0xA0 if b == 0xE0 else 0x80
+        hi = 0x9F if b == 0xED else 0xBF
+        if not lo <= b1 <= hi or (data[i + 2] & 0xC0) != 0x80:
+            return -1, 1
+        return ((b & 0x0F) << 12) | ((b1 & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
+    if 0xF0 <= b <= 0xF4:
+        if i + 3 >= end:
+            return -1, 1
+        b1 = np.int64(data[i + 1])
+        lo = 0x90 if b == 0xF0 else 0x80
+        hi = 0x8F if b == 0xF4 else 0xBF
+        if not lo <= b1 <= hi or (data[i + 2] & 0xC0) != 0x80 or (data[i + 3] & 0xC0) != 0x80:
+            return -1, 1
+        return (((b & 0x07) << 18) | ((b1 & 0x3F) << 12) | ((np.int64(data[i + 2]) & 0x3F) << 6)
+                | (np.int64(data[i + 3]) & 0x3F)), 4
+    return -1, 1
+
+
+@njit(cache=True, nogil=True)
+def valid_utf8(data, a, b):
+    """Whether ``data[a:b]`` is well-formed UTF-8."""
+    i = a
+    while i < b:
+        if data[i] < 128:
+            i += 1
+            continue
+        cp, w = strict_char(data, i, b)
+        if cp < 0:
+            return False
+        i += w
+    return True
+
+
+@njit(cache=True, nogil=True, inline="always")
 def char_class(table, cp):
     """Class bits of code point ``cp`` (``table`` is :func:`char_table`)."""
     if cp < 0x10000:
@@ -224,11 +270,13 @@ def read_char(data, i, end, table):
 
 @njit(cache=True, nogil=True, inline="always")
 def _load8(data, i):
-    """Eight bytes at ``data[i]`` as a little-endian integer, without a loop (``i + 8 <= len(data)``)."""
-    return (np.uint64(data[i]) | np.uint64(data[i + 1]) << np.uint64(8) | np.uint64(data[i + 2]) << np.uint64(16)
-            | np.uint64(data[i + 3]) << np.uint64(24) | np.uint64(data[i + 4]) << np.uint64(32)
-            | np.uint64(data[i + 5]) << np.uint64(40) | np.uint64(data[i + 6]) << np.uint64(48)
-            | np.uint64(data[i + 7]) << np.uint64(56))
+    """Eight bytes at ``data[i]`` as a little-endian integer, without a loop (``i + 8 <= len(data)``).
+    Unsigned indices (no wraparound test) let the compiler make it one load."""
+    u = np.uint64(i)
+    return (np.uint64(data[u]) | np.uint64(data[u + np.uint64(1)]) << np.uint64(8)
+            | np.uint64(data[u + np.uint64(2)]) << np.uint64(16) | np.uint64(data[u + np.uint64(3)]) << np.uint64(24)
+            | np.uint64(data[u + np.uint64(4)]) << np.uint64(32) | np.uint64(data[u + np.uint64(5)]) << np.uint64(40)
+            | np.uint64(data[u + np.uint64(6)]) << np.uint64(48) | np.uint64(data[u + np.uint64(7)]) << np.uint64(56))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -437,10 +485,12 @@ def tokenize(data, start, end, table, tokens, n):
                 # Fast path for the common chunk: ASCII letters and digits, at most one trailing
                 # punctuation mark that is not sticky, then a space.
                 seen = f
-                j = i + 1
-                while j < end and table[data[j]] & ASCII_WORD:
-                    seen |= table[data[j]]
-                    j += 1
+                uj = np.uint64(i + 1)  # unsigned: no wraparound test in the hot loop
+                ue = np.uint64(end)
+                while uj < ue and table[data[uj]] & ASCII_WORD:
+                    seen |= table[data[uj]]
+                    uj += np.uint64(1)
+                j = np.int64(uj)
                 k = j
                 if k < end and data[k] < 128 and table[data[k]] & PUNCT and not table[data[k]] & TRAIL_STICKY:
                     k += 1
@@ -448,6 +498,8 @@ def tokenize(data, start, end, table, tokens, n):
                     n = _put(tokens, n, i, j, j - i, WORD | (HAS_ALPHA if seen & ALPHA else 0))
                     if k > j:
                         n = _put(tokens, n, j, k, 1, 0)
+                    if k < end:
+                        k += 1  # the space: it only ends the chunk, which is done
                     cpi += k - i
                     i = k
                     continue
@@ -617,9 +669,23 @@ def _byte_counts(data, s, e):
     return chars, hashes, ellipses, newlines
 
 
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+_HIGH = np.uint64(0x8080808080808080)
+_ABOVE_Z = np.uint64(0x2525252525252525)  # 0x7F - ord("Z"), per byte
+_FROM_A = np.uint64(0x3F3F3F3F3F3F3F3F)  # 0x80 - ord("A"), per byte
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _packed_lower(data, a, b):
-    """``data[a:b]`` (at most 8 bytes) with ASCII letters in lower case, as a little-endian integer."""
+    """``data[a:b]`` (at most 8 bytes) with ASCII letters in lower case, as a little-endian integer;
+    branch-free where eight bytes can be read from ``a``."""
+    if a + 8 <= data.shape[0]:
+        word = _load8(data, a)
+        n = b - a
+        word &= np.uint64(0xFFFFFFFFFFFFFFFF) if n >= 8 else (np.uint64(1) << np.uint64(8 * n)) - np.uint64(1)
+        low = word & _LOW7
+        upper = (low + _FROM_A) & ~(low + _ABOVE_Z) & ~word & _HIGH  # per byte: "A" <= byte <= "Z"
+        return word | (upper >> np.uint64(2))
     word = np.uint64(0)
     for k in range(b - a):
         c = data[a + k]
@@ -629,12 +695,18 @@ def _packed_lower(data, a, b):
     return word
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _stop_slot(key, n, mask):
+    return np.int64(((key * _MIX1 + np.uint64(n)) >> np.uint64(40)) & mask)
+
+
 @njit(cache=True, nogil=True)
-def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_first, stop_len, packed):
+def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_len, mode):
     n_docs = offsets.shape[0] - 1
     out = np.zeros((n_docs, len(WORD_STATS)), np.int64)
     tokens = np.empty((1024, 4), np.int64)
     seen = np.zeros(max(stop_keys.shape[0], 1), np.bool_)
+    slot_mask = np.uint64(stop_keys.shape[0] - 1)
     for d in range(n_docs):
         s, e = offsets[d], offsets[d + 1]
         n, tokens = doc_tokens(data, s, e, table, tokens)
@@ -642,35 +714,30 @@ def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_first, stop_len
         word_chars = 0
         alpha = 0
         distinct = 0
-        if stop_len:
+        if mode:
             seen[:] = False
         for t in range(n):
             kind = tokens[t, TOKEN_FLAGS]
-            if kind & HAS_ALPHA:
-                alpha += 1
-            if not kind & WORD:
-                continue
-            words += 1
-            word_chars += tokens[t, TOKEN_CHARS]
-            a, b = tokens[t, TOKEN_START], tokens[t, TOKEN_END]
-            if b - a > stop_len:
-                continue
-            c = data[a]
-            if not stop_first[c + 32 if 65 <= c <= 90 else c]:
-                continue
-            if packed:  # every stop word has at most 8 bytes: compare the bytes themselves
-                key = _packed_lower(data, a, b)
-                k = np.searchsorted(stop_keys, key)
-                while k < stop_keys.shape[0] and stop_keys[k] == key and stop_lens[k] != b - a:
-                    k += 1
-                found = k < stop_keys.shape[0] and stop_keys[k] == key
-            else:
-                key = _hash_bytes(data, a, b, True)
-                k = np.searchsorted(stop_keys, key)
-                found = k < stop_keys.shape[0] and stop_keys[k] == key
-            if found and not seen[k]:
-                seen[k] = True
-                distinct += 1
+            is_word = kind & WORD
+            alpha += (kind & HAS_ALPHA) != 0
+            words += is_word
+            word_chars += tokens[t, TOKEN_CHARS] * is_word
+            if mode == 1:  # a table in which every stop word has a slot of its own: one probe, no branch
+                a = tokens[t, TOKEN_START]
+                size = tokens[t, TOKEN_END] - a
+                key = _packed_lower(data, a, a + min(size, 8))
+                k = _stop_slot(key, size, slot_mask)
+                if is_word and stop_lens[k] == size and stop_keys[k] == key and not seen[k]:
+                    seen[k] = True
+                    distinct += 1
+            elif mode == 2 and is_word:  # long stop words: sorted 64-bit hashes
+                a, b = tokens[t, TOKEN_START], tokens[t, TOKEN_END]
+                if b - a <= stop_len:
+                    h = _hash_bytes(data, a, b, True)
+                    k = np.searchsorted(stop_keys, h)
+                    if k < stop_keys.shape[0] and stop_keys[k] == h and not seen[k]:
+                        seen[k] = True
+                        distinct += 1
         chars, n_hash, ellipses, newlines = _byte_counts(data, s, e)
         row = out[d]
         row[0] = chars
@@ -685,23 +752,32 @@ def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_first, stop_len
     return out
 
 
-def _stop_words(stop_words: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
-    """The kernel's view of a stop-word list: sorted keys (the lower-cased bytes themselves when every
-    word has at most 8 bytes, else 64-bit hashes), their byte lengths, which first bytes occur, the
-    longest length, and whether the keys are packed bytes."""
+def _stop_words(stop_words: Iterable[str]) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The kernel's view of a stop-word list (lower-cased bytes, ASCII case folded like the tokens):
+    (keys, byte lengths, longest length, mode). Mode 0: no stop words. Mode 1: every word has at
+    most 8 bytes; keys are the bytes themselves in a table where each word has a slot of its own
+    (``_stop_slot``; length 0 marks a free slot). Mode 2: sorted 64-bit hashes of the words."""
     words = sorted({w.encode().lower() for w in stop_words if w})
-    first = np.zeros(256, np.bool_)
-    for w in words:
-        first[w[0]] = True
     longest = max((len(w) for w in words), default=0)
-    packed = longest <= 8
-    if packed:
-        keyed = sorted((int.from_bytes(w, "little"), len(w)) for w in words)
-    else:
-        keyed = sorted((int(_hash_bytes(np.frombuffer(w, np.uint8), 0, len(w), False)), len(w)) for w in words)
-    keys = np.array([k for k, _ in keyed], dtype=np.uint64)
-    lens = np.array([n for _, n in keyed], dtype=np.int64)
-    return keys, lens, first, longest, packed
+    if not words:
+        return np.zeros(1, np.uint64), np.zeros(1, np.int64), 0, 0
+    if longest <= 8:
+        size = 16
+        while size <= 1 << 20:
+            keys = np.zeros(size, np.uint64)
+            lens = np.zeros(size, np.int64)
+            for w in words:
+                key = np.uint64(int.from_bytes(w, "little"))
+                k = _stop_slot(key, len(w), np.uint64(size - 1))
+                if lens[k]:
+                    break
+                keys[k], lens[k] = key, len(w)
+            else:
+                return keys, lens, longest, 1
+            size *= 2
+    hashes = np.array(sorted(_hash_bytes(np.frombuffer(w, np.uint8), 0, len(w), False) for w in words),
+                      dtype=np.uint64)
+    return hashes, np.zeros(len(hashes), np.int64), longest, 2
 
 
 def word_stats(column: pa.Array | pa.ChunkedArray, stop_words: Iterable[str] = ()) -> dict[str, np.ndarray]:
@@ -715,6 +791,91 @@ def word_stats(column: pa.Array | pa.ChunkedArray, stop_words: Iterable[str] = (
     return _columns(_per_chunk(column, _word_stats, char_table(), *_stop_words(stop_words)), WORD_STATS)
 
 
+@njit(cache=True, nogil=True)
+def _has_word(offsets, data, table):
+    n_docs = offsets.shape[0] - 1
+    out = np.zeros(n_docs, np.bool_)
+    for d in range(n_docs):
+        i, e = offsets[d], offsets[d + 1]
+        while i < e:
+            _, w, f = read_char(data, i, e, table)
+            if not f & (SPACE | PUNCT):
+                out[d] = True
+                break
+            i += w
+    return out
+
+
+def has_word(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row: whether it has a word token (``word_stats(column)["words"] > 0``), which is whether it
+    has a character that is neither space nor punctuation: the tokenizer makes every such character
+    part of a word. Stops at the first one, so it costs next to nothing."""
+    return _per_chunk(column, _has_word, char_table())
+
+
+@njit(cache=True, nogil=True)
+def _char_counts(offsets, data):
+    n_docs = offsets.shape[0] - 1
+    out = np.zeros(n_docs, np.int64)
+    for d in range(n_docs):
+        n = 0
+        for i in range(np.uint64(offsets[d]), np.uint64(offsets[d + 1])):  # vectorized
+            n += (data[i] & 0xC0) != 0x80
+        out[d] = n
+    return out
+
+
+def char_counts(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row: ``word_stats(column)["chars"]`` (bytes that do not continue a UTF-8 sequence)."""
+    return _per_chunk(column, _char_counts)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ascii_space(c):
+    return (c == 32) | ((c >= 9) & (c <= 13)) | ((c >= 28) & (c <= 31))
+
+
+@njit(cache=True, nogil=True)
+def _chunk_counts(offsets, data, table, active):
+    n_docs = offsets.shape[0] - 1
+    out = np.zeros(n_docs, np.int64)
+    one = np.uint64(1)
+    for d in range(n_docs):
+        s, e = offsets[d], offsets[d + 1]
+        if not active[d] or s == e:
+            continue
+        # ASCII text: count the non-space bytes after a space (or at the start), vectorized.
+        high = data[s]
+        n = 1 - _ascii_space(data[s])
+        for i in range(np.uint64(s + 1), np.uint64(e)):
+            c = data[i]
+            high |= c
+            n += _ascii_space(data[i - one]) & (1 - _ascii_space(c))
+        if high >= 128:  # characters as the tokenizer reads them
+            n = 0
+            in_chunk = False
+            i = s
+            while i < e:
+                _, w, f = read_char(data, i, e, table)
+                if f & SPACE:
+                    in_chunk = False
+                elif not in_chunk:
+                    in_chunk = True
+                    n += 1
+                i += w
+        out[d] = n
+    return out
+
+
+def chunk_counts(column: pa.Array | pa.ChunkedArray, active: np.ndarray | None = None) -> np.ndarray:
+    """Per row: the runs of non-space characters the tokenizer splits the text into. Each gives at
+    least one token, so this is a lower bound of ``word_stats(column)["tokens"]`` (equal to it when 0).
+    Rows where ``active`` is False are left 0."""
+    table = char_table()
+    parts = [_chunk_counts(*string_buffers(chunk), table, mask) for chunk, mask in _active_parts(column, active)]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
 # ---------------------------------------------------------------------------------------------
 # Line and paragraph statistics
 
@@ -723,23 +884,43 @@ LINE_STATS = ("chars", "newlines", "lines", "bullet_lines", "ellipsis_lines", "t
 
 
 @njit(cache=True, nogil=True)
-def _line_stats(offsets, data, table, short_chars):
+def count_byte(data, s, e, byte):
+    """How many bytes of ``data[s:e]`` equal ``byte``."""
+    n = 0
+    for i in range(np.uint64(s), np.uint64(e)):  # vectorized (unsigned indices)
+        n += data[i] == byte
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ascii_line(data, ls, e):
+    """(end of the line starting at ``ls``, whether all its bytes are ASCII)."""
+    i = ls
+    high = 0
+    while i < e and data[i] != 10:
+        high |= data[i]
+        i += 1
+    return i, high < 128
+
+
+@njit(cache=True, nogil=True)
+def _line_stats(offsets, data, table, short_chars, active, duplicates):
     n_docs = offsets.shape[0] - 1
     out = np.zeros((n_docs, len(LINE_STATS)), np.int64)
     line_keys = np.zeros(16, np.uint64)
     para_keys = np.zeros(16, np.uint64)
     for d in range(n_docs):
+        if not active[d]:
+            continue
         s, e = offsets[d], offsets[d + 1]
-        newlines = 0
-        for i in range(s, e):
-            if data[i] == 10:
-                newlines += 1
+        newlines = count_byte(data, s, e, 10)
         size = _table_size(newlines + 1)
-        if size > line_keys.shape[0]:
-            line_keys = np.zeros(size, np.uint64)
-            para_keys = np.zeros(size, np.uint64)
-        line_keys[:size] = 0
-        para_keys[:size] = 0
+        if duplicates:
+            if size > line_keys.shape[0]:
+                line_keys = np.zeros(size, np.uint64)
+                para_keys = np.zeros(size, np.uint64)
+            line_keys[:size] = 0
+            para_keys[:size] = 0
         mask = np.uint64(size - 1)
         chars = 0
         lines = bullets = ellipsis_lines = terminal = short = dup_lines = dup_line_chars = 0
@@ -749,42 +930,60 @@ def _line_stats(offsets, data, table, short_chars):
         para_lines = 0
         ls = s
         while ls <= e:
-            # One line: data[ls:le]; find its first and last non-space characters.
-            i = ls
+            # One line: data[ls:i]; find its first and last non-space characters.
+            le, ascii_only = _ascii_line(data, ls, e)
             first = 0
             last_end = -1
             last_cp = 0
             last_flags = 0
             line_chars = 0
             kept_chars = 0
-            while i < e and data[i] != 10:
-                cp, w, f = read_char(data, i, e, table)
-                line_chars += 1
-                if f & SPACE:
-                    i += w
-                    continue
-                if last_end < 0:
-                    first = f
-                j = i + w  # fast path: the ASCII non-space characters that follow
-                while j < e and table[data[j]] & ASCII_INK:
-                    j += 1
-                if j > i + w:
-                    cp = np.int64(data[j - 1])
-                    f = np.int64(table[cp])
-                    line_chars += j - i - w
-                last_end = j
-                last_cp = cp
-                last_flags = f
-                kept_chars = line_chars
-                i = j
+            if ascii_only:  # one byte per character: look at both ends only
+                i = le
+                line_chars = le - ls
+                a = ls
+                while a < le and table[data[a]] & SPACE:
+                    a += 1
+                if a < le:
+                    first = np.int64(table[data[a]])
+                    b = le
+                    while table[data[b - 1]] & SPACE:
+                        b -= 1
+                    last_end = b
+                    last_cp = np.int64(data[b - 1])
+                    last_flags = np.int64(table[last_cp])
+                    kept_chars = b - ls
+            else:
+                i = ls
+                while i < e and data[i] != 10:
+                    cp, w, f = read_char(data, i, e, table)
+                    line_chars += 1
+                    if f & SPACE:
+                        i += w
+                        continue
+                    if last_end < 0:
+                        first = f
+                    j = i + w  # fast path: the ASCII non-space characters that follow
+                    while j < e and table[data[j]] & ASCII_INK:
+                        j += 1
+                    if j > i + w:
+                        cp = np.int64(data[j - 1])
+                        f = np.int64(table[cp])
+                        line_chars += j - i - w
+                    last_end = j
+                    last_cp = cp
+                    last_flags = f
+                    kept_chars = line_chars
+                    i = j
             chars += line_chars + (1 if i < e else 0)
             if last_end < 0:  # blank line: ends a paragraph
                 if para_lines:
                     paragraphs += 1
-                    _, dup = _find(para_keys, mask, fmix64(para_hash))
-                    if dup:
-                        dup_paras += 1
-                        dup_para_chars += para_chars + para_lines - 1
+                    if duplicates:
+                        _, dup = _find(para_keys, mask, fmix64(para_hash))
+                        if dup:
+                            dup_paras += 1
+                            dup_para_chars += para_chars + para_lines - 1
                     para_hash = np.uint64(0)
                     para_chars = 0
                     para_lines = 0
@@ -799,21 +998,23 @@ def _line_stats(offsets, data, table, short_chars):
                     terminal += 1
                 if kept_chars <= short_chars:
                     short += 1
-                h = _hash_bytes(data, ls, last_end, False)
-                _, dup = _find(line_keys, mask, h)
-                if dup:
-                    dup_lines += 1
-                    dup_line_chars += kept_chars
-                para_hash = para_hash * GOLDEN + h
+                if duplicates:
+                    h = _hash_bytes(data, ls, last_end, False)
+                    _, dup = _find(line_keys, mask, h)
+                    if dup:
+                        dup_lines += 1
+                        dup_line_chars += kept_chars
+                    para_hash = para_hash * GOLDEN + h
                 para_chars += kept_chars
                 para_lines += 1
             ls = i + 1
         if para_lines:
             paragraphs += 1
-            _, dup = _find(para_keys, mask, fmix64(para_hash))
-            if dup:
-                dup_paras += 1
-                dup_para_chars += para_chars + para_lines - 1
+            if duplicates:
+                _, dup = _find(para_keys, mask, fmix64(para_hash))
+                if dup:
+                    dup_paras += 1
+                    dup_para_chars += para_chars + para_lines - 1
         row = out[d]
         row[0] = chars
         row[1] = newlines
@@ -830,16 +1031,31 @@ def _line_stats(offsets, data, table, short_chars):
     return out
 
 
-def line_stats(column: pa.Array | pa.ChunkedArray, short_line_chars: int = 30) -> dict[str, np.ndarray]:
+def _active_parts(column: pa.Array | pa.ChunkedArray, active: np.ndarray | None) -> Iterable[tuple]:
+    """(chunk, its rows' part of ``active`` as a contiguous bool array) for every chunk."""
+    start = 0
+    for chunk in column_chunks(column):
+        mask = (np.ones(len(chunk), np.bool_) if active is None
+                else np.ascontiguousarray(active[start:start + len(chunk)], dtype=np.bool_))
+        yield chunk, mask
+        start += len(chunk)
+
+
+def line_stats(column: pa.Array | pa.ChunkedArray, short_line_chars: int = 30, active: np.ndarray | None = None,
+               duplicates: bool = True) -> dict[str, np.ndarray]:
     """Per-row line and paragraph counts (int64 arrays named as in ``LINE_STATS``).
 
     Only non-blank lines count; a line's characters exclude its trailing space. bullet_lines: first
     non-space character in ``BULLETS``; ellipsis_lines: ends with ``...`` or ``…``; terminal_lines:
     ends with a ``TERMINAL`` character; short_lines: at most ``short_line_chars`` characters;
     dup_lines / dup_line_chars: lines equal to an earlier line, and their characters; the same for
-    paragraphs, whose characters include the newlines between their lines.
+    paragraphs, whose characters include the newlines between their lines. With ``duplicates``
+    False the dup_ counts are left 0 (no hashing); rows where ``active`` is False are left all 0.
     """
-    return _columns(_per_chunk(column, _line_stats, char_table(), short_line_chars), LINE_STATS)
+    table = char_table()
+    parts = [_line_stats(*string_buffers(chunk), table, short_line_chars, mask, duplicates)
+             for chunk, mask in _active_parts(column, active)]
+    return _columns(np.concatenate(parts) if len(parts) != 1 else parts[0], LINE_STATS)
 
 
 # ---------------------------------------------------------------------------------------------

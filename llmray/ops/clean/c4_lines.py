@@ -39,8 +39,10 @@ class C4LineRules:
     drop_javascript_lines: bool = True
     drop_policy_lines: bool = True
 
-    def apply_line_rules(self, table: pa.Table) -> tuple[pa.Array | pa.ChunkedArray, dict[str, np.ndarray]]:
-        """(cleaned text, per-row statistics of :func:`llmray.kernels.c4.c4_lines`)."""
+    def apply_line_rules(self, table: pa.Table, text: bool = True, sentences: bool = True
+                         ) -> tuple[pa.Array | pa.ChunkedArray | None, dict[str, np.ndarray]]:
+        """(cleaned text, or None without ``text``; per-row statistics of :func:`llmray.kernels.c4.c4_lines`,
+        sentences left 0 without ``sentences``)."""
         return c4_lines(
             table.column(TEXT),
             javascript=("javascript",) if self.drop_javascript_lines else (),
@@ -49,6 +51,8 @@ class C4LineRules:
             require_terminal_punct=self.require_terminal_punct,
             min_words=self.min_words_per_line,
             max_word_chars=self.max_word_length,
+            text=text,
+            sentences=sentences,
         )
 
 
@@ -62,7 +66,7 @@ class C4Lines(C4LineRules, MapStep):
     _counts: Counter = dataclasses.field(default_factory=Counter, init=False, repr=False)
 
     def map(self, table: pa.Table) -> pa.Table:
-        text, stats = self.apply_line_rules(table)
+        text, stats = self.apply_line_rules(table, sentences=False)
         self._counts["lines_kept"] += int(stats["lines_kept"].sum())
         dropped = np.zeros(table.num_rows, np.int64)
         for rule in LINE_RULES:

@@ -1,7 +1,8 @@
 """Cleaning ops that rewrite text in place: Unicode form, mojibake, whitespace and control characters.
 
-All three run as Arrow compute kernels over the whole batch; ftfy (a per-document Python library)
-only sees the rows that a vectorized pattern flags as likely mojibake.
+All three run as compiled passes over the whole batch (:mod:`llmray.kernels.clean`): Arrow's Unicode
+normalization only sees the rows that hold a character it could change, and ftfy (a per-document
+Python library) only the rows that a byte pattern flags as likely mojibake.
 """
 
 from __future__ import annotations
@@ -9,17 +10,12 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmray.kernels.clean import clean_whitespace, mojibake_suspects, normalize
 from llmray.ops.base import MapStep, register
 from llmray.schema import TEXT
-
-# UTF-8 read as Latin-1/cp1252 leaves tell-tale pairs: "Ã©", "â€™", "Â ".
-_MOJIBAKE = r"[ÃÂ][\x{80}-\x{BF}\x{A0}-\x{FF}]|â€|ï»¿"
-# C0/C1 controls except tab and newline, plus zero-width and BOM characters.
-_CONTROL = r"[\x{00}-\x{08}\x{0B}\x{0C}\x{0E}-\x{1F}\x{7F}-\x{9F}\x{200B}-\x{200D}\x{2060}\x{FEFF}]"
 
 
 def _replace_text(table: pa.Table, column: pa.Array) -> pa.Table:
@@ -36,7 +32,7 @@ class UnicodeNormalize(MapStep):
     form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"
 
     def map(self, table: pa.Table) -> pa.Table:
-        return _replace_text(table, pc.utf8_normalize(table.column(TEXT), self.form))
+        return _replace_text(table, normalize(table.column(TEXT), self.form))
 
 
 @register
@@ -52,16 +48,23 @@ class FixMojibake(MapStep):
         import ftfy
 
         text = table.column(TEXT)
-        suspect = pc.match_substring_regex(text, _MOJIBAKE).to_numpy(zero_copy_only=False)
+        # UTF-8 read as Latin-1/cp1252 leaves tell-tale pairs: "Ã©", "â€™", "Â ".
+        suspect = mojibake_suspects(text)
         if not suspect.any():
             return table
-        values = text.to_pylist()
-        for i in np.flatnonzero(suspect):
-            fixed = ftfy.fix_text(values[i], normalization=None)
-            if fixed != values[i]:
+        mask = pa.array(suspect)
+        values = text.filter(mask).to_pylist()
+        changed = False
+        for i, value in enumerate(values):
+            fixed = ftfy.fix_text(value, normalization=None)
+            if fixed != value:
                 values[i] = fixed
                 self._fixed += 1
-        return _replace_text(table, pa.array(values, text.type))
+                changed = True
+        if not changed:
+            return table
+        column = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+        return _replace_text(table, pc.replace_with_mask(column, mask, pa.array(values, column.type)))
 
     def counters(self) -> dict[str, int]:
         fixed, self._fixed = self._fixed, 0
@@ -82,12 +85,5 @@ class CleanWhitespace(MapStep):
     max_blank_lines: int = 1
 
     def map(self, table: pa.Table) -> pa.Table:
-        text = table.column(TEXT)
-        text = pc.replace_substring(text, "\r\n", "\n")
-        text = pc.replace_substring(text, "\r", "\n")
-        text = pc.replace_substring_regex(text, _CONTROL, "")
-        text = pc.replace_substring_regex(text, r"[\t \x{A0}\x{3000}\x{2000}-\x{200A}]+", " ")
-        text = pc.replace_substring_regex(text, r" *\n *", "\n")
-        text = pc.replace_substring_regex(text, f"\n{{{self.max_blank_lines + 2},}}",
-                                          "\n" * (self.max_blank_lines + 1))
-        return _replace_text(table, pc.utf8_trim_whitespace(text))
+        # One compiled pass; its definition is the regex passes of llmray.kernels.clean.clean_whitespace_regex.
+        return _replace_text(table, clean_whitespace(table.column(TEXT), self.max_blank_lines))

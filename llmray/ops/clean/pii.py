@@ -1,7 +1,9 @@
 """PII redaction: e-mail addresses, IP addresses and phone numbers replaced by placeholders.
 
-Patterns run as RE2 kernels over the whole batch (pyarrow.compute); the counts of what was
-redacted are reported per kind in stats.json under the step's counters.
+Patterns run as RE2 kernels (pyarrow.compute) over the rows where one of them could match, which a
+compiled pass finds first (:func:`llmray.kernels.clean.pii_candidates`: an ``@``, digits in the
+shape of an address or a phone number); the counts of what was redacted are reported per kind in
+stats.json under the step's counters.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmray.kernels.clean import EMAIL, IP, PHONE, pii_candidates
 from llmray.ops.base import MapStep, register
 from llmray.schema import TEXT
 
@@ -41,7 +44,15 @@ class PiiRedact(MapStep):
     _counts: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     def map(self, table: pa.Table) -> pa.Table:
-        text = table.column(TEXT)
+        column = table.column(TEXT)
+        kinds = (EMAIL if self.email else 0) | (IP if self.ip else 0) | (PHONE if self.phone else 0)
+        # Rows without a candidate for any kind are left alone by every pattern (each needs its own
+        # candidate, and replacements only happen in candidate rows), so only the others are searched.
+        candidates = pii_candidates(column, kinds) != 0 if kinds else None
+        if candidates is None or not candidates.any():
+            return table
+        mask = pa.array(candidates)
+        text = column.filter(mask)
         for kind, pattern in PATTERNS.items():
             if not getattr(self, kind):
                 continue
@@ -49,6 +60,9 @@ class PiiRedact(MapStep):
             if found:
                 self._counts[kind] = self._counts.get(kind, 0) + found
                 text = pc.replace_substring_regex(text, pattern, getattr(self, f"{kind}_replacement"))
+        if isinstance(column, pa.ChunkedArray):
+            column, text = column.combine_chunks(), text.combine_chunks()
+        text = pc.replace_with_mask(column, mask, text)
         return table.set_column(table.schema.get_field_index(TEXT), TEXT, text)
 
     def counters(self) -> dict[str, int]:

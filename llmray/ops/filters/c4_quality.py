@@ -21,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from llmray.ops.base import FilterStep, register
+from llmray.ops.base import KEEP, FilterStep, register
 from llmray.ops.clean.c4_lines import C4LineRules
 from llmray.ops.filters._rules import below, first_failure
 
@@ -39,9 +39,19 @@ class C4Quality(C4LineRules, FilterStep):
     min_sentences: int | None = 5
 
     def evaluate(self, table: pa.Table) -> np.ndarray:
-        _, stats = self.apply_line_rules(table)
-        return first_failure([
+        _, stats = self.apply_line_rules(table, text=False, sentences=False)
+        failures = [
             stats["lorem_ipsum"] > 0 if self.drop_lorem_ipsum else None,
             stats["curly_bracket"] > 0 if self.drop_curly_bracket else None,
-            below(stats["sentences"], self.min_sentences),
-        ], table.num_rows)
+            None,
+        ]
+        if self.min_sentences is not None:
+            # Every kept line holds a sentence or more: only rows with fewer kept lines than needed
+            # (and not dropped already) have their sentences counted.
+            sentences = stats["lines_kept"].copy()
+            exact = (first_failure(failures, table.num_rows) == KEEP) & (sentences < self.min_sentences)
+            if exact.any():
+                _, counted = self.apply_line_rules(table.filter(pa.array(exact)), text=False)
+                sentences[exact] = counted["sentences"]
+            failures[2] = below(sentences, self.min_sentences)
+        return first_failure(failures, table.num_rows)

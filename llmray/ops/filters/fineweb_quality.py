@@ -22,8 +22,8 @@ from typing import ClassVar
 import numpy as np
 import pyarrow as pa
 
-from llmray.kernels.text import line_stats, word_stats
-from llmray.ops.base import FilterStep, register
+from llmray.kernels.text import chunk_counts, line_stats, word_stats
+from llmray.ops.base import KEEP, FilterStep, register
 from llmray.ops.filters._rules import above, below, first_failure, ratio
 from llmray.schema import TEXT
 
@@ -48,12 +48,24 @@ class FineWebQuality(FilterStep):
         text = table.column(TEXT)
         lines = line_stats(text, self.short_line_chars)
         n_lines = lines["lines"]
-        return first_failure([
+        failures = [
             n_lines == 0,
             below(ratio(lines["terminal_lines"], n_lines), self.min_punctuated_line_fraction),
             above(ratio(lines["short_lines"], n_lines), self.max_short_line_fraction),
             above(ratio(lines["dup_line_chars"], lines["chars"] - lines["newlines"]),
                   self.max_duplicate_line_char_fraction),
-            None if self.max_newlines_per_word is None
-            else above(ratio(lines["newlines"], word_stats(text)["tokens"]), self.max_newlines_per_word),
-        ], table.num_rows)
+        ]
+        newlines = None
+        if self.max_newlines_per_word is not None:
+            failures.append(None)
+            newlines = lines["newlines"]
+            undecided = first_failure(failures, table.num_rows) == KEEP
+            # Every run of non-space characters gives a token or more, so rows within the limit
+            # per run are within it per token: only the others are tokenized (ratios are monotonic
+            # in the denominator; no runs means no tokens).
+            tokens = chunk_counts(text, undecided)
+            exact = undecided & (tokens > 0) & (ratio(newlines, tokens) > self.max_newlines_per_word)
+            if exact.any():
+                tokens[exact] = word_stats(text.filter(pa.array(exact)))["tokens"]
+            failures[-1] = above(ratio(newlines, tokens), self.max_newlines_per_word)
+        return first_failure(failures, table.num_rows)

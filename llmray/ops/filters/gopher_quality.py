@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.text import line_stats, word_stats
-from llmray.ops.base import FilterStep, register
+from llmray.ops.base import KEEP, FilterStep, register
 from llmray.ops.filters._rules import above, below, first_failure, ratio
 from llmray.schema import TEXT
 
@@ -60,18 +60,24 @@ class GopherQuality(FilterStep):
 
     def evaluate(self, table: pa.Table) -> np.ndarray:
         text = table.column(TEXT)
-        words = word_stats(text, self.stop_words)
-        lines = line_stats(text)
+        words = word_stats(text, self.stop_words if self.min_stop_words is not None else ())
         mean = ratio(words["word_chars"], words["words"])
-        return first_failure([
+        failures = [
             below(words["words"], self.min_words),
             above(words["words"], self.max_words),
             below(mean, self.min_mean_word_length),
             above(mean, self.max_mean_word_length),
             above(ratio(words["hashes"], words["tokens"]), self.max_symbol_word_ratio),
             above(ratio(words["ellipses"], words["tokens"]), self.max_symbol_word_ratio),
-            above(ratio(lines["bullet_lines"], lines["lines"]), self.max_bullet_line_fraction),
-            above(ratio(lines["ellipsis_lines"], lines["lines"]), self.max_ellipsis_line_fraction),
+            None,
+            None,
             below(ratio(words["alpha_tokens"], words["tokens"]), self.min_alpha_word_fraction),
             below(words["stop_words"], self.min_stop_words),
-        ], table.num_rows)
+        ]
+        if self.max_bullet_line_fraction is not None or self.max_ellipsis_line_fraction is not None:
+            # Line shapes only matter for rows that the word rules before them keep; no duplicates.
+            undecided = first_failure(failures[:6], table.num_rows) == KEEP
+            lines = line_stats(text, active=undecided, duplicates=False)
+            failures[6] = above(ratio(lines["bullet_lines"], lines["lines"]), self.max_bullet_line_fraction)
+            failures[7] = above(ratio(lines["ellipsis_lines"], lines["lines"]), self.max_ellipsis_line_fraction)
+        return first_failure(failures, table.num_rows)

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llmray.kernels.text import word_stats
+from llmray.kernels.text import char_counts, has_word, word_stats
 from llmray.ops.base import FilterStep, register
 from llmray.ops.filters._rules import above, below, first_failure
 from llmray.schema import TEXT
@@ -35,14 +35,19 @@ class Length(FilterStep):
 
     def evaluate(self, table: pa.Table) -> np.ndarray:
         text = table.column(TEXT)
+        chars_needed = self.min_chars is not None or self.max_chars is not None
         if self.min_words is None and self.max_words is None:
-            chars, words = pc.utf8_length(text).to_numpy(), None
+            chars, words = pc.utf8_length(text).to_numpy() if chars_needed else None, None
+        elif self.max_words is None and self.min_words <= 1:
+            # Only "no word at all" can fail: the first word character settles a row.
+            chars = char_counts(text) if chars_needed else None
+            words = has_word(text).astype(np.int64) if self.min_words == 1 else None
         else:
             stats = word_stats(text)
             chars, words = stats["chars"], stats["words"]
         return first_failure([
-            below(chars, self.min_chars),
-            above(chars, self.max_chars),
+            None if chars is None else below(chars, self.min_chars),
+            None if chars is None else above(chars, self.max_chars),
             None if words is None else below(words, self.min_words),
             None if words is None else above(words, self.max_words),
         ], table.num_rows)
