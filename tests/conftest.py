@@ -18,3 +18,16 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def children():
+    """Child processes a test starts (each in its own process group): killed, with everything they
+    started, when the test ends, whether it passed, failed or timed out."""
+    from tests.helpers import kill_group
+
+    started: list = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            kill_group(proc)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -45,3 +49,25 @@ def split_map(step, batch: pa.Table):
         return out, batch.slice(0, 0), np.empty(0, np.int16)
     keep = codes == KEEP
     return out.filter(pa.array(keep)), batch.filter(pa.array(~keep)), codes[~keep]
+
+
+def run_isolated(args: list[str], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess:
+    """A child process in its own process group, and every process it started (a Ray cluster, its
+    workers) killed with it when it times out or the test fails: nothing outlives the test."""
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill a child started with ``start_new_session`` and everything in its process group."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import yaml
 
 from llmray.config import parse_job
 from llmray.pipeline.runner import RunOptions, run_job
-from tests.helpers import ENGLISH, job, write_jsonl
+from tests.helpers import ENGLISH, job, run_isolated, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = ["clean_whitespace", "pii_redact", {"length": {"min_words": 30}}]
@@ -57,8 +56,8 @@ def corpus(tmp_path):
 def test_two_nodes_both_work_and_match_a_single_node_run(ray_session, corpus, tmp_path):
     spread = tmp_path / "two-nodes"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "LLMRAY_CONNECT_TIMEOUT": "10"}
-    done = subprocess.run([sys.executable, "-c", TWO_NODES, json.dumps(job(corpus, spread, STEPS, chunk_mb=0.001))],
-                          capture_output=True, text=True, timeout=150, cwd=ROOT, env=env)
+    done = run_isolated([sys.executable, "-c", TWO_NODES, json.dumps(job(corpus, spread, STEPS, chunk_mb=0.001))],
+                        timeout=150, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ray_nodes"] == 2

@@ -226,7 +226,8 @@ def test_a_truncated_zstd_file_keeps_what_came_before_the_cut_and_says_so(tmp_pa
     path = tmp_path / "cut.jsonl.zst"
     path.write_bytes(frames[: len(frames) * 2 // 3])
     docs, quarantined, _ = read_all(path)
-    assert 0 < len(docs) < 20000 and [d["text"] for d in docs] == [f"line {i} of a longer file" for i in range(len(docs))]
+    assert 0 < len(docs) < 20000
+    assert [d["text"] for d in docs] == [f"line {i} of a longer file" for i in range(len(docs))]
     assert len(quarantined) == 1 and "truncated" in quarantined[0]["error"]
     whole = tmp_path / "whole.jsonl.zst"
     whole.write_bytes(frames)
@@ -235,8 +236,9 @@ def test_a_truncated_zstd_file_keeps_what_came_before_the_cut_and_says_so(tmp_pa
 
 
 def test_ids_are_strings_or_integers_and_others_are_quarantined(tmp_path):
-    path = write_jsonl(tmp_path / "ids.jsonl", [{"id": "1", "text": "a"}, {"id": 1, "text": "b"}, {"id": True, "text": "c"},
-                                                {"id": 2.5, "text": "d"}, {"id": ["x"], "text": "e"}, {"text": "f"}])
+    path = write_jsonl(tmp_path / "ids.jsonl", [{"id": "1", "text": "a"}, {"id": 1, "text": "b"},
+                                                {"id": True, "text": "c"}, {"id": 2.5, "text": "d"},
+                                                {"id": ["x"], "text": "e"}, {"text": "f"}])
     docs, quarantined, _ = read_all(path)
     assert [(d["id"], d["text"]) for d in docs] == [("1", "a"), ("1", "b"), ("ids.jsonl:6", "f")]
     assert sorted(q["line"] for q in quarantined) == [3, 4, 5]

@@ -5,7 +5,6 @@
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from llmray.config import parse_job
 from llmray.pipeline.runner import RunOptions, run_job
-from tests.helpers import ENGLISH
+from tests.helpers import ENGLISH, kill_group, run_isolated
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = RunOptions(progress=False)
@@ -92,8 +91,8 @@ def test_leftovers_of_a_failed_attempt_never_reach_the_output(ray_session, s3):
 
 
 def cli(args: list[str], s3, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "llmray.cli", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **s3.env, **env})
+    return run_isolated([sys.executable, "-m", "llmray.cli", *args], timeout=120, cwd=ROOT,
+                        env={**os.environ, "PYTHONPATH": str(ROOT), **s3.env, **env})
 
 
 def test_problems_with_the_bucket_are_one_line_and_exit_2(s3):
@@ -138,11 +137,10 @@ def test_kill_9_then_resume_on_object_storage_equals_an_uninterrupted_run(s3, tm
             assert time.monotonic() < deadline, "no progress"
             time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
     assert not fs.exists(f"{bucket}/out/stats.json"), "the run finished before it could be interrupted"
     for name in ("out", "clean"):
-        done = subprocess.run([*args, str(job(name))], env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+        done = run_isolated([*args, str(job(name))], timeout=240, env=env, cwd=ROOT)
         assert done.returncode == 0, done.stderr[-3000:]
     resumed = json.loads(fs.cat_file(f"{bucket}/out/stats.json"))
     clean = json.loads(fs.cat_file(f"{bucket}/clean/stats.json"))
@@ -177,8 +175,8 @@ def test_three_nodes_share_nothing_but_the_bucket(ray_session, s3, tmp_path):
     bucket = s3.bucket()
     source = put_corpus(s3, bucket, files=9)
     raw = raw_job(source, f"s3://{bucket}/cluster", s3)
-    done = subprocess.run([sys.executable, "-c", THREE_NODES, json.dumps(raw)], capture_output=True, text=True,
-                          timeout=240, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = run_isolated([sys.executable, "-c", THREE_NODES, json.dumps(raw)], timeout=240, cwd=tmp_path,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ok"] and result["nodes"] == 3, result

@@ -37,11 +37,16 @@ def slow_job(tmp_path):
     return write
 
 
-def start(job: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "llmray.cli", "run", str(job), "--quiet", "--num-cpus", "2"],
-                            env=env, cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+@pytest.fixture
+def start(children):
+    def run(job: Path) -> subprocess.Popen:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.Popen([sys.executable, "-m", "llmray.cli", "run", str(job), "--quiet", "--num-cpus", "2"],
+                                env=env, cwd=ROOT, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        children.append(proc)
+        return proc
+    return run
 
 
 def wait_for_markers(proc: subprocess.Popen, progress: Path, at_least: int, timeout: float = 120) -> int:
@@ -58,7 +63,7 @@ def output_ids(out: Path) -> list[str]:
     return pq.read_table(out / "data").column("id").to_pylist()
 
 
-def test_kill_9_driver_then_resume_equals_uninterrupted_run(slow_job):
+def test_kill_9_driver_then_resume_equals_uninterrupted_run(slow_job, start):
     job = slow_job("out")
     out = job.parent / "out"
     proc = start(job)
@@ -85,7 +90,7 @@ def test_kill_9_driver_then_resume_equals_uninterrupted_run(slow_job):
     assert not list((out / "data").glob("*.tmp"))
 
 
-def test_killed_worker_is_retried_and_output_is_complete(slow_job):
+def test_killed_worker_is_retried_and_output_is_complete(slow_job, start):
     job = slow_job("out")
     out = job.parent / "out"
     proc = start(job)

@@ -16,7 +16,7 @@ from llmray.config import parse_job
 from llmray.errors import UserError
 from llmray.pipeline import outdir
 from llmray.pipeline.runner import RunOptions, run_job
-from tests.helpers import ENGLISH, job, write_jsonl
+from tests.helpers import ENGLISH, job, run_isolated, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = RunOptions(progress=False)
@@ -64,25 +64,24 @@ def test_places_a_run_must_not_write_are_refused_in_one_line(corpus, tmp_path, m
     assert (ROOT / "data" / "quickstart").is_dir() and (corpus / "part0.jsonl").exists()
 
 
-def test_a_second_run_on_the_same_output_stops_at_once(corpus, tmp_path):
+def test_a_second_run_on_the_same_output_stops_at_once(corpus, tmp_path, children):
     job_file = tmp_path / "job.yaml"
     raw = job(corpus, tmp_path / "out", [{"python": {"function": "tests.slow_ops:slow_identity"}}], chunk_mb=0.001)
     job_file.write_text(json.dumps(raw))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "llmray.cli", "run", str(job_file), "--quiet", "--num-cpus", "1"]
-    first = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "out" / outdir.LEASE).exists():
-            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
-            time.sleep(0.1)
-        started = time.monotonic()
-        second = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-        assert second.returncode == 2 and time.monotonic() - started < 30
-        assert "in use by another llmray run" in second.stderr and f"pid {first.pid}" in second.stderr
-        assert first.wait(timeout=120) == 0
-    finally:
-        first.kill()
+    first = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    children.append(first)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "out" / outdir.LEASE).exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.1)
+    started = time.monotonic()
+    second = run_isolated(args, timeout=60, env=env, cwd=ROOT)
+    assert second.returncode == 2 and time.monotonic() - started < 30
+    assert "in use by another llmray run" in second.stderr and f"pid {first.pid}" in second.stderr
+    assert first.wait(timeout=120) == 0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["accounting_ok"] and stats["docs_out"] == 100 and len(set(ids(tmp_path / "out"))) == 100
 
