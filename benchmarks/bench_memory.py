@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAGRAPH = ("The committee met on Tuesday to review the annual budget and the plans for the new library. "
              "Members agreed that the reading rooms should stay open later in the evening. ")
 STEPS = "[unicode_normalize, clean_whitespace, pii_redact]"
+#: jobs/clean.yaml's steps: every cleaning step and quality filter.
+CLEAN_STEPS = ("[unicode_normalize, fix_mojibake, clean_whitespace, c4_lines, length, {language: {languages: [en]}}, "
+               "gopher_repetition, gopher_quality, c4_quality, fineweb_quality, pii_redact]")
 
 
 def make_jsonl(path: Path, total_bytes: int, doc_bytes: int = 3000) -> int:
@@ -75,6 +78,13 @@ def run(gb: float, output_dir: Path, num_cpus: int = 2) -> dict:
         run_stats = measure(job, ["--num-cpus", str(num_cpus)])
         stats = json.loads((work / "one-out" / "stats.json").read_text())
         results["document_100mb"] = {**run_stats, "docs_out": stats["docs_out"], "dropped": stats["dropped"]}
+        job = work / "one-clean.yaml"  # the same document through every cleaning step and quality filter
+        job.write_text(f"input: {{paths: {one}, max_doc_mb: 128}}\nsteps: {CLEAN_STEPS}\n"
+                       f"output: {{path: {work / 'one-clean-out'}}}\n")
+        run_stats = measure(job, ["--num-cpus", str(num_cpus)])
+        stats = json.loads((work / "one-clean-out" / "stats.json").read_text())
+        results["document_100mb_every_filter"] = {**run_stats, "docs_out": stats["docs_out"],
+                                                  "dropped": stats["dropped"], "steps": CLEAN_STEPS}
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "memory.json").write_text(json.dumps(results, indent=2))
     return results
