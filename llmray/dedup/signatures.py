@@ -24,7 +24,8 @@ BAND_ROW_BYTES = 24
 class SketchSpec:
     num_perm: int
     ngram: int
-    chars: bool
+    #: Shingles: words (False), characters (True), or words and CJK characters (``minhash.Auto``).
+    chars: bool | minhash.Auto
     seed: int
     bands: int
     rows: int

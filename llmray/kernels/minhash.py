@@ -4,18 +4,33 @@ One compiled pass per batch tokenizes, shingles, hashes and sketches every docum
 Python object per document or per word. Definitions (the dedup view of a text; the text itself is
 never changed):
 
-* **Normalization**: ASCII letters are lower-cased; separators are the characters that the shared
-  class table of :mod:`llmray.kernels.text` marks as space or punctuation (Unicode categories Z*,
-  P*, S*, controls, and the emoji block). Every other code point (letters of any script, digits,
-  marks, CJK ideographs) is a word character, kept as it is: non-ASCII case is not folded, so run
+* **Normalization**: ASCII letters are lower-cased; full-width ASCII forms (U+FF01..U+FF5E: ``Ａ``,
+  ``１``, ``！``) count as the ASCII character they stand for; separators are the characters that the
+  shared class table of :mod:`llmray.kernels.text` marks as space or punctuation (Unicode categories
+  Z*, P*, S*, controls, and the emoji block; so the ideographic space U+3000 and CJK punctuation
+  such as ``，。「」`` too). Every other code point (letters of any script, digits, marks, CJK
+  ideographs) is a word character, kept as it is: non-ASCII case is not folded, so run
   ``unicode_normalize`` first where that matters.
-* **Tokens**: with ``chars=False``, words (maximal runs of word characters); with ``chars=True``,
-  the characters of the normalized text, where each run of separators between two words counts as
-  one space (leading and trailing separators are dropped). Scripts written without spaces need
-  ``chars=True``: for them a "word" is a whole run of text.
-* **Shingles**: ``ngram`` consecutive tokens, hashed to 64 bits. A document with fewer tokens than
-  ``ngram`` is one shingle of all its tokens, so short documents match only when their tokens do. A
-  document without tokens has an empty set: ``ntokens == 0`` and its signature is meaningless.
+* **CJK characters**: the word characters of U+2E80..U+9FFF except Hangul compatibility jamo (CJK
+  radicals, ``々〆〇``, hiragana, katakana, bopomofo, unified ideographs and extension A),
+  U+F900..U+FAFF (compatibility ideographs), U+FF66..U+FF9F (half-width katakana) and the
+  ideographic planes U+20000..U+3FFFF. Hangul is written with spaces and stays with words.
+* **Tokens** (``mode``): *word* (``chars=False``): words, maximal runs of word characters; *char*
+  (``chars=True``): the characters of the normalized text, where each run of separators between two
+  words counts as one space (leading and trailing separators are dropped); *auto*
+  (``chars=Auto(cjk_ngram)``): two streams, the words of the text with every CJK character taken
+  out as a separator (``使用apt-get命令`` has the words ``apt get``), and the CJK characters in text
+  order with everything else skipped (``使用命令``). Text without CJK characters has the words of
+  *word* mode and no CJK stream. For exact hashes the normalized tokens are one stream in text
+  order: the words, with each CJK character a word of its own (so spacing and punctuation between
+  CJK characters are ignored, as between words).
+* **Shingles**: ``ngram`` consecutive tokens, hashed to 64 bits; in *auto* ``ngram`` consecutive
+  words plus ``cjk_ngram`` consecutive CJK characters, one set with the two kinds hashed apart. The
+  windows run over the whole stream (across punctuation, lines and, for CJK, the words in between),
+  as word n-grams run across sentences. A stream with fewer tokens than its n-gram length is one
+  shingle of all its tokens, so short documents match only when their tokens do; an empty stream
+  adds nothing. A document without tokens has an empty set: ``ntokens == 0`` and its signature is
+  meaningless.
 * **Signature**: one-permutation hashing (OPH). A shingle hash picks one of ``num_perm`` bins with
   its high 32 bits and competes for that bin's minimum with its low 32 bits, so the cost is one hash
   per shingle instead of ``num_perm``. Empty bins are filled by *optimal densification* (Shrivastava,
@@ -26,11 +41,12 @@ never changed):
   from the next bin to the right) makes neighbouring slots copies of each other, so whole LSH bands
   agree by accident on short documents; random probing keeps slots nearly independent.
 * **Exact hashes**: 128 bits (two independent 64-bit lanes) of the raw bytes, or of the normalized
-  word sequence.
+  token sequence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -40,9 +56,16 @@ from numba import njit
 from llmray.kernels.hashing import FNV_OFFSET, FNV_PRIME, GOLDEN, fmix64, rotl64
 from llmray.kernels.text import PUNCT, SPACE, char_class, char_table, decode_char, string_buffers
 
+#: Default length of the CJK character n-grams of ``shingle: auto``: on the Chinese near-dup set of
+#: ``benchmarks/bench_dedup_zh.py``, 3 keeps near copies above and unrelated pairs below Jaccard 0.5
+#: with the widest margins (see ``MinhashDedup``).
+CJK_NGRAM = 3
+WORD, CHAR, AUTO = 0, 1, 2
+
 _LANE2 = np.uint64(0xD6E8FEB86659FD93)
 _SEED_BANDS = np.uint64(0x8EBC6AF09C88C6E3)
 _SEED_PROBE = np.uint64(0x589965CC75374CC3)
+_SEED_CJK = np.uint64(0x3C6EF372FE94F82B)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _EMPTY_BIN = np.uint64(1 << 32)
 _S27 = np.uint64(27)
@@ -50,6 +73,25 @@ _S37 = np.uint64(37)
 _S32 = np.uint64(32)
 _SPACE_TOKEN = np.uint64(0x20)
 _SEPARATOR = SPACE | PUNCT
+_FULLWIDTH_FIRST = 0xFF01
+_FULLWIDTH_LAST = 0xFF5E
+_FULLWIDTH_SHIFT = 0xFEE0
+
+
+@dataclasses.dataclass(frozen=True)
+class Auto:
+    """The ``chars`` value of *auto* shingles: words, and CJK characters in n-grams of ``cjk_ngram``."""
+
+    cjk_ngram: int = CJK_NGRAM
+
+
+def shingle_mode(chars: bool | Auto) -> tuple[int, int]:
+    """(mode, CJK n-gram length) of a ``chars`` argument: False (words), True (characters) or Auto."""
+    if isinstance(chars, Auto):
+        if chars.cjk_ngram < 1:
+            raise ValueError("cjk_ngram must be positive")
+        return AUTO, chars.cjk_ngram
+    return (CHAR if chars else WORD), 1
 
 
 def texts_buffers(texts: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,27 +118,42 @@ def _ascii_map() -> np.ndarray:
 # Compiled helpers
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _is_cjk(cp):
+    """Whether a word character is a CJK character (see the module docstring)."""
+    if cp < 0x2E80:
+        return False
+    if cp <= 0x9FFF:
+        return cp < 0x3130 or cp > 0x318F
+    if cp < 0xF900:
+        return False
+    if cp <= 0xFAFF:
+        return True
+    if cp <= 0xFF9F:
+        return cp >= 0xFF66
+    return 0x20000 <= cp <= 0x3FFFF
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cjk_token(cp):
+    return fmix64(np.uint64(cp) ^ _SEED_CJK)
+
+
 @njit(cache=True, nogil=True)
-def _tokens(data, i, end, table, ascii_map, chars, buf):
-    """Token hashes of ``data[i:end]`` into ``buf`` (at least ``end - i + 1`` long); returns the count.
+def _word_tokens(data, i, end, table, ascii_map, buf, cjk, mode):
+    """Token hashes of ``data[i:end]``: returns (words in ``buf``, CJK characters in ``cjk``).
 
-    ``ascii_map`` gives each ASCII byte lower-cased, or 0 for a separator.
-    """
-    if chars:
-        return _char_tokens(data, i, end, table, ascii_map, buf)
-    n = _word_tokens(data, i, end, table, ascii_map, buf)
-    for t in range(n):
-        buf[t] = fmix64(buf[t])
-    return n
+    ``mode`` WORD: words (CJK characters are word characters); AUTO: CJK characters end words and
+    go to ``cjk``; CHAR (the exact hashes' normalization): CJK characters are words of their own,
+    in ``buf`` in text order. ``buf`` (and ``cjk``) hold at least ``end - i + 1``.
 
-
-@njit(cache=True, nogil=True)
-def _word_tokens(data, i, end, table, ascii_map, buf):
-    """Raw FNV-1a hashes of the words. The ASCII path has no branch on word boundaries (they are
-    unpredictable): every byte stores the running hash at ``buf[n]`` and a boundary advances ``n``.
-    A running hash equal to the FNV offset means "not in a word" (a word hashing to it: p = 2**-64).
+    Word hashes are FNV-1a with a finalizer. The ASCII path has no branch on word boundaries (they
+    are unpredictable): every byte stores the running hash at ``buf[n]`` and a boundary advances
+    ``n``. A running hash equal to the FNV offset means "not in a word" (a word hashing to it:
+    p = 2**-64). ``ascii_map`` gives each ASCII byte lower-cased, or 0 for a separator.
     """
     n = 0
+    m = 0
     h = FNV_OFFSET
     while i < end:
         b = data[i]
@@ -110,18 +167,37 @@ def _word_tokens(data, i, end, table, ascii_map, buf):
                 n += h != FNV_OFFSET
                 h = FNV_OFFSET
             i += 1
-        else:
-            cp, width = decode_char(data, i, end)
-            if char_class(table, cp) & _SEPARATOR:
-                buf[n] = h
-                n += h != FNV_OFFSET
-                h = FNV_OFFSET
-            else:
-                for k in range(i, i + width):
+            continue
+        cp, width = decode_char(data, i, end)
+        i += width
+        if _FULLWIDTH_FIRST <= cp <= _FULLWIDTH_LAST:
+            c = ascii_map[cp - _FULLWIDTH_SHIFT]
+            if c != 0:
+                h = (h ^ np.uint64(c)) * FNV_PRIME
+                continue
+        elif (char_class(table, cp) & _SEPARATOR) == 0:
+            if mode == WORD or not _is_cjk(cp):
+                for k in range(i - width, i):
                     h = (h ^ np.uint64(data[k])) * FNV_PRIME
-            i += width
+                continue
+            buf[n] = h
+            n += h != FNV_OFFSET
+            h = FNV_OFFSET
+            if mode == AUTO:
+                cjk[m] = _cjk_token(cp)
+                m += 1
+            else:
+                buf[n] = _cjk_token(cp) ^ _SEED_CJK  # a raw token, mixed below
+                n += 1
+            continue
+        buf[n] = h
+        n += h != FNV_OFFSET
+        h = FNV_OFFSET
     buf[n] = h
-    return n + (h != FNV_OFFSET)
+    n += h != FNV_OFFSET
+    for t in range(n):
+        buf[t] = fmix64(buf[t])
+    return n, m
 
 
 @njit(cache=True, nogil=True)
@@ -138,7 +214,11 @@ def _char_tokens(data, i, end, table, ascii_map, buf):
             is_word = cp != 0
         else:
             cp, width = decode_char(data, i, end)
-            is_word = (char_class(table, cp) & _SEPARATOR) == 0
+            if _FULLWIDTH_FIRST <= cp <= _FULLWIDTH_LAST:
+                cp = np.int64(ascii_map[cp - _FULLWIDTH_SHIFT])
+                is_word = cp != 0
+            else:
+                is_word = (char_class(table, cp) & _SEPARATOR) == 0
         if is_word:
             if gap and n > 0:
                 buf[n] = _SPACE_TOKEN
@@ -167,6 +247,26 @@ def _add_shingle(bins, h, k):
 
 
 @njit(cache=True, nogil=True)
+def _add_shingles(bins, tokens, count, ngram, seed):
+    """Every ``ngram``-token window of ``tokens[:count]`` (one window of all of them when fewer) into
+    the bins. Rolling polynomial hash: drop the oldest token's term, shift, add the newest."""
+    if count == 0:
+        return
+    k = bins.shape[0]
+    top = np.uint64(1)
+    for _ in range(ngram - 1):
+        top *= GOLDEN
+    window = min(count, ngram)
+    h = np.uint64(0)
+    for t in range(window):
+        h = h * GOLDEN + tokens[t]
+    _add_shingle(bins, fmix64(h ^ seed), k)
+    for t in range(ngram, count):
+        h = (h - tokens[t - ngram] * top) * GOLDEN + tokens[t]
+        _add_shingle(bins, fmix64(h ^ seed), k)
+
+
+@njit(cache=True, nogil=True)
 def _densify(bins, out, seed):
     """Fill ``out`` from ``bins``: empty bins copy the first non-empty bin of their probe sequence."""
     k = bins.shape[0]
@@ -191,34 +291,33 @@ def _densify(bins, out, seed):
 
 
 @njit(cache=True, nogil=True)
-def _signatures(offsets, data, table, ascii_map, chars, ngram, num_perm, seed):
+def _signatures(offsets, data, table, ascii_map, mode, ngram, cjk_ngram, num_perm, seed):
     n_docs = offsets.shape[0] - 1
     sig = np.zeros((n_docs, num_perm), dtype=np.uint32)
     ntokens = np.zeros(n_docs, dtype=np.int64)
     bins = np.empty(num_perm, dtype=np.uint64)
     dense = np.empty(num_perm, dtype=np.uint64)
     tokens = np.empty(4096, dtype=np.uint64)
+    cjk = np.empty(4096 if mode == AUTO else 1, dtype=np.uint64)
     shingle_seed = fmix64(seed ^ GOLDEN)
+    cjk_seed = fmix64(seed ^ _SEED_CJK)
     probe_seed = fmix64(seed ^ _SEED_PROBE)
-    # Rolling polynomial hash of the window: drop the oldest token's term, shift, add the newest.
-    top = np.uint64(1)
-    for _ in range(ngram - 1):
-        top *= GOLDEN
     for d in range(n_docs):
-        tokens = _capacity(tokens, offsets[d + 1] - offsets[d] + 1)
-        count = _tokens(data, offsets[d], offsets[d + 1], table, ascii_map, chars, tokens)
-        ntokens[d] = count
-        if count == 0:
+        need = offsets[d + 1] - offsets[d] + 1
+        tokens = _capacity(tokens, need)
+        m = 0
+        if mode == CHAR:
+            count = _char_tokens(data, offsets[d], offsets[d + 1], table, ascii_map, tokens)
+        else:
+            if mode == AUTO:
+                cjk = _capacity(cjk, need)
+            count, m = _word_tokens(data, offsets[d], offsets[d + 1], table, ascii_map, tokens, cjk, mode)
+        ntokens[d] = count + m
+        if count + m == 0:
             continue
         bins[:] = _EMPTY_BIN
-        window = min(count, ngram)
-        h = np.uint64(0)
-        for t in range(window):
-            h = h * GOLDEN + tokens[t]
-        _add_shingle(bins, fmix64(h ^ shingle_seed), num_perm)
-        for t in range(ngram, count):
-            h = (h - tokens[t - ngram] * top) * GOLDEN + tokens[t]
-            _add_shingle(bins, fmix64(h ^ shingle_seed), num_perm)
+        _add_shingles(bins, tokens, count, ngram, shingle_seed)
+        _add_shingles(bins, cjk, m, cjk_ngram, cjk_seed)
         _densify(bins, dense, probe_seed)
         for b in range(num_perm):
             sig[d, b] = np.uint32(dense[b])
@@ -244,12 +343,13 @@ def _text_hashes(offsets, data, table, ascii_map, normalize):
     n_docs = offsets.shape[0] - 1
     out = np.empty((n_docs, 2), dtype=np.uint64)
     tokens = np.empty(4096, dtype=np.uint64)
+    unused = np.empty(1, dtype=np.uint64)
     for d in range(n_docs):
         h1 = FNV_OFFSET
         h2 = _LANE2
         if normalize:
             tokens = _capacity(tokens, offsets[d + 1] - offsets[d] + 1)
-            count = _tokens(data, offsets[d], offsets[d + 1], table, ascii_map, False, tokens)
+            count, _ = _word_tokens(data, offsets[d], offsets[d + 1], table, ascii_map, tokens, unused, CHAR)
             for t in range(count):
                 h1 = rotl64((h1 ^ tokens[t]) * GOLDEN, _S27)
                 h2 = rotl64((h2 ^ rotl64(tokens[t], _S37)) * _LANE2, _S37)
@@ -269,12 +369,18 @@ def _text_hashes(offsets, data, table, ascii_map, normalize):
 
 
 def signatures(texts: pa.Array | pa.ChunkedArray, num_perm: int = 128, ngram: int = 5,
-               chars: bool = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(uint32 signatures [docs, num_perm], token count per document) of a text column."""
+               chars: bool | Auto = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(uint32 signatures [docs, num_perm], token count per document) of a text column.
+
+    ``chars``: False for word shingles, True for character shingles, ``Auto(cjk_ngram)`` for words
+    (``ngram`` of them) plus CJK characters (``cjk_ngram`` of them) in one set.
+    """
     if num_perm < 1 or ngram < 1:
         raise ValueError("num_perm and ngram must be positive")
+    mode, cjk_ngram = shingle_mode(chars)
     offsets, data = texts_buffers(texts)
-    return _signatures(offsets, data, char_table(), _ascii_map(), chars, ngram, num_perm, np.uint64(seed))
+    return _signatures(offsets, data, char_table(), _ascii_map(), mode, ngram, cjk_ngram, num_perm,
+                       np.uint64(seed))
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 0) -> np.ndarray:
@@ -285,7 +391,7 @@ def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 0) -> np.ndarr
 
 
 def text_hashes(texts: pa.Array | pa.ChunkedArray, normalize: bool = False) -> np.ndarray:
-    """128-bit hash [docs, 2] of each raw text, or of its normalized word sequence."""
+    """128-bit hash [docs, 2] of each raw text, or of its normalized token sequence."""
     offsets, data = texts_buffers(texts)
     return _text_hashes(offsets, data, char_table(), _ascii_map(), normalize)
 

@@ -13,6 +13,7 @@ import pytest
 
 from llmray.config import parse_job
 from llmray.dedup import workflow
+from llmray.kernels import minhash
 from llmray.ops import available
 from llmray.ops.dedup import ExactDedup, MinhashDedup
 from llmray.pipeline.runner import RunOptions, run_job
@@ -82,7 +83,12 @@ def test_steps_are_registered_with_their_parameters():
     assert MinhashDedup().sketch_spec().bands * MinhashDedup().sketch_spec().rows == 128
     assert MinhashDedup(bands=32).sketch_spec().rows == 4
     assert MinhashDedup(shingle="char").sketch_spec().ngram == 9
-    for bad in ({"bands": 7, "rows": 8}, {"bands": 5}, {"keep": "largest"}, {"threshold": 1.2}):
+    auto = MinhashDedup().sketch_spec()  # auto: words of 5, CJK characters of minhash.CJK_NGRAM
+    assert MinhashDedup().shingle == "auto" and auto.ngram == 5 and auto.chars == minhash.Auto(minhash.CJK_NGRAM)
+    assert MinhashDedup(ngram=4, cjk_ngram=2).sketch_spec().chars == minhash.Auto(2)
+    assert MinhashDedup(shingle="word").sketch_spec().chars is False
+    for bad in ({"bands": 7, "rows": 8}, {"bands": 5}, {"keep": "largest"}, {"threshold": 1.2}, {"cjk_ngram": 0},
+                {"shingle": "word", "cjk_ngram": 3}):
         with pytest.raises(ValueError):
             MinhashDedup(**bad)
 
@@ -201,3 +207,35 @@ def test_exact_then_near_duplicates_in_one_pass(ray_session, corpus, tmp_path):
     names = [s["name"] for s in stats["stages"]]
     assert names[:3] == ["read", "exact_dedup", "minhash_dedup"]
     assert stats["stages"][names.index("intermediate_io")]["docs_in"] == 2 * len(rows)  # written once, read once
+
+
+HANZI = (
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多"
+    "定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本去把性好应开它合还因由"
+)
+
+
+def test_chinese_near_duplicates_with_the_default_job(ray_session, tmp_path):
+    """The shipped job's steps, unchanged, on Chinese: 2-3% of the characters edited, a boilerplate
+    line added, full-width and spacing variants; ``shingle: word`` misses most of the near copies."""
+    rng = random.Random(4)
+    rows, family = [], {}
+    for f in range(30):
+        sentences = ["".join(rng.choice(HANZI) for _ in range(rng.randint(8, 30))) for _ in range(rng.randint(6, 20))]
+        base = "，".join(sentences[:3]) + "。" + "。\n".join(sentences[3:]) + "。运行 apt-get 命令。"
+        near = "".join(rng.choice(HANZI) if c in HANZI and rng.random() < 0.025 else c for c in base)
+        variants = {"base": base, "near": near, "boiler": base + "\n本文来源：技术文库　转载请注明出处",
+                    "wide": base.replace("apt-get", "ＡＰＴ－ＧＥＴ").replace(" ", "\u3000")}
+        for kind, text in list(variants.items())[: 1 + f % 4]:
+            rows.append({"id": f"f{f:02d}-{kind}", "text": text})
+            family[f"f{f:02d}-{kind}"] = f
+    source = write_jsonl(tmp_path / "in" / "zh.jsonl", rows)
+    kept = {}
+    for name, minhash_step in (("auto", "minhash_dedup"), ("word", {"minhash_dedup": {"shingle": "word"}})):
+        raw = {"input": str(source), "steps": ["exact_dedup", minhash_step], "output": {"path": str(tmp_path / name)}}
+        stats = run_job(parse_job(raw), RunOptions(progress=False))
+        kept[name] = kept_ids(tmp_path / name)
+        if name == "auto":  # the full-width copy is an exact copy once normalized
+            assert stats["dropped"]["exact_dedup.duplicate"] == sum(r["id"].endswith("-wide") for r in rows)
+    assert kept["auto"] == sorted(f"f{f:02d}-base" for f in range(30))
+    assert len(kept["word"]) > len(kept["auto"]) + 10

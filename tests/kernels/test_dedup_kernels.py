@@ -17,6 +17,14 @@ from llmray.kernels import minhash
 from llmray.pipeline.engine import LocalEngine
 
 WORDS = [f"w{i}" for i in range(3000)]
+#: Frequent hanzi first, then random ones: Chinese-like text has a few thousand characters.
+HANZI = list(
+    "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学法所民得经十三之进着等部度家电力里如水化高自二理起小物现实加量都两体制机当使点从业本"
+    "去把性好应开它合还因由其些然前外天政四日那社义事平形相全表间样与关各重新线内数正心反你明看原又么利比或但质气第向道命此变条只没结解问意建月公无系军很情者最立代想已通并提直题党程展五果料象员革位入常文总"
+    "次品式活设及管特件长求老头基资边流路级少图山统接知较将组见计别她手角期根论运农指几九区强放决西被干做必战先回则任取据处队南给色光门即保治北造百规热领七海口东导器压志世金增争济阶油思术极交受联什认六共权"
+    "收证改清己美再采转更单风切打白教速花带安场身车例真务具万每目至达走积示议声报斗完类八离华名确才科张信马节话米整空元况今集温传土许步群广石记需段研界拉林律叫且究观越织装影算低持音众书布复容儿须际商非验连"
+    "断深难近矿千周委素技备半办青省列习响约支般史感劳便团往酸历市克何除消构府称太准精值号率族维划选标写存候毛亲快效斯院查江型眼王按格养易置派层片始却专状育厂京识适属圆包火住调满县局照参红细引听该铁价严龙飞"
+)
 
 
 def shingles(text: str, n: int = 5) -> set[tuple[str, ...]]:
@@ -42,6 +50,22 @@ def edited(words: list[str], rate: float, rng: random.Random) -> list[str]:
     return out
 
 
+CJK_RUN = re.compile(r"[\u2e80-\u312f\u3190-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+
+
+def auto_shingles(text: str, n: int = 5, k: int = 3) -> set[tuple[str, ...]]:
+    """Reference shingles of ``shingle: auto`` for ASCII words and CJK characters: word n-grams of
+    the text with CJK characters as separators, plus character k-grams of its CJK characters."""
+    words = re.findall(r"[a-z0-9]+", CJK_RUN.sub(" ", text.lower()))
+    cjk = [c for c in text if CJK_RUN.match(c) and c.isalnum()]
+    out: set[tuple[str, ...]] = set()
+    for kind, toks, size in (("w", words, n), ("c", cjk, k)):
+        if 0 < len(toks) < size:
+            out.add((kind, *toks))
+        out |= {(kind, *toks[i:i + size]) for i in range(len(toks) - size + 1)}
+    return out
+
+
 def test_normalization_ignores_case_punctuation_and_spacing():
     same = ["Hello, World! It's 2024.", "hello world it s 2024", "HELLO—world… “it’s” 2024!!",
             "  hello\tworld\nit s 2024 "]
@@ -53,6 +77,96 @@ def test_normalization_ignores_case_punctuation_and_spacing():
     assert tuple(raw[0]) == tuple(raw[2]) != tuple(raw[1])
     sig, ntokens = minhash.signatures(pa.array(same[:2]), chars=True, ngram=3)
     assert (sig[0] == sig[1]).all() and ntokens[0] == ntokens[1] == len("hello world it s 2024")
+
+
+def test_normalization_folds_full_width_forms_and_keeps_cjk():
+    same = ["ＡＢＣ　ｄｅｆ，１２３！", "abc def 123", "ABC, def... 123", "abc\u3000def\u3000123"]
+    cjk = ["使用 apt-get 命令安装软件。", "使用apt-get命令，安装软件", "使用　ＡＰＴ－ＧＥＴ　命令 安装 软件！"]
+    other = ["使用 apt-get 命令安装软體。", "使用 apt 命令安装软件。", "命令使用 apt-get 安装软件。", "abc def 124"]
+    norm = minhash.text_hashes(pa.array(same + cjk + other), normalize=True)
+    keys = [tuple(h) for h in norm]
+    assert len(set(keys[:4])) == 1 and len(set(keys[4:7])) == 1
+    assert len(set(keys)) == 2 + len(other)  # every CJK character counts, in order
+    raw = minhash.text_hashes(pa.array(cjk[:2]), normalize=False)
+    assert tuple(raw[0]) != tuple(raw[1])
+    for chars in (False, True, minhash.Auto()):
+        sig, ntokens = minhash.signatures(pa.array(same[:2]), ngram=2, chars=chars)
+        assert (sig[0] == sig[1]).all() and ntokens[0] == ntokens[1] > 0
+    sig, ntokens = minhash.signatures(pa.array(cjk), ngram=2, chars=minhash.Auto(2))
+    assert (sig[0] == sig[1]).all() and (sig[1] == sig[2]).all() and ntokens.tolist() == [10, 10, 10]
+
+
+def test_english_sketches_and_hashes_are_pinned():
+    """Values computed by the kernels before CJK support: Latin, other spaced scripts, no change."""
+    texts = pa.array(["The quick brown fox jumps over the lazy dog, again and again.", "Ünïcödé wörds — and ÀÉÎ",
+                      "한국어 문장은 띄어쓰기를 합니다 그렇죠"])
+    for chars in (False, minhash.Auto(), minhash.Auto(7)):
+        sig, ntokens = minhash.signatures(texts, 128, 5, chars, 7)
+        assert sig[0, :4].tolist() == [824909445, 3508175916, 893213518, 2960030879]
+        assert sig.astype(np.int64).sum(axis=1).tolist() == [232466381415, 308610698112, 500434766208]
+        assert ntokens.tolist() == [12, 4, 5]
+    assert minhash.text_hashes(texts, True).tolist() == [
+        [12571723976721048949, 12248574898788704554], [9084556271981298058, 18134101725219079676],
+        [9433813413132595047, 16013085633622891452]]
+
+
+def test_auto_is_word_shingles_without_cjk():
+    rng = random.Random(5)
+    pool = WORDS[:400] + ["café", "naïve", "Straße", "Москва", "αβγ", "한국어", "ＦＵＬＬ", "x-1", "e.g."]
+    texts = [(" " if rng.random() < 0.8 else ", ").join(rng.choice(pool) for _ in range(rng.randint(0, 120)))
+             for _ in range(200)]
+    texts += ["", "   ", "one", "Hello, World!", "emoji 🎉, marks \u0301 and ﬁ ligatures", "\x00\x7f tab\tnewline\n"]
+    for ngram in (1, 3, 5):
+        word, n_word = minhash.signatures(pa.array(texts), 64, ngram, False, 11)
+        auto, n_auto = minhash.signatures(pa.array(texts), 64, ngram, minhash.Auto(), 11)
+        assert (word == auto).all() and (n_word == n_auto).all()
+
+
+def test_auto_signatures_of_cjk_and_mixed_text():
+    rng = random.Random(9)
+    equal = ["数据去重，处理中文。", "数据去重 处理中文", "「数据」去重：处理——中文！"]
+    sig, ntokens = minhash.signatures(pa.array(equal), chars=minhash.Auto())
+    assert (sig == sig[0]).all() and ntokens.tolist() == [8, 8, 8]
+    # CJK characters end words: the Latin part of a mixed text is the same words however it is glued
+    mixed = ["运行apt-get install命令", "运行 apt get install 命令"]
+    sig, _ = minhash.signatures(pa.array(mixed), ngram=3, chars=minhash.Auto())
+    assert (sig[0] == sig[1]).all()
+    word, _ = minhash.signatures(pa.array(mixed), ngram=3)
+    assert not (word[0] == word[1]).all()
+
+    def text(n_chars: int, n_words: int) -> list[str]:
+        items = [rng.choice(HANZI) for _ in range(n_chars)] + [f" {rng.choice(WORDS)} " for _ in range(n_words)]
+        return sorted(items, key=lambda _: rng.random()) if n_words else items
+
+    def edit(items: list[str], rate: float) -> list[str]:
+        out = []
+        for x in items:
+            r = rng.random()
+            if r < rate / 3:
+                continue
+            out.append(rng.choice(HANZI) if r < rate else x)
+            if rate * 2 / 3 < r < rate:
+                out.append(rng.choice(HANZI))
+        return out
+
+    pairs = []
+    for i in range(240):
+        base = text(rng.randint(150, 900), 0 if i < 160 else rng.randint(20, 200))
+        pairs.append(("".join(base), "".join(edit(base, rng.uniform(0.0, 0.12)))))
+    for k in (3, 5):
+        sig, _ = minhash.signatures(pa.array([t for p in pairs for t in p]), 128, 5, minhash.Auto(k), 3)
+        estimates = minhash.estimate_jaccard(sig[0::2], sig[1::2])
+        exact = []
+        for a, b in pairs:
+            x, y = auto_shingles(a, 5, k), auto_shingles(b, 5, k)
+            exact.append(len(x & y) / len(x | y))
+        errors = estimates - np.array(exact)
+        assert min(exact) < 0.5 < 0.9 < max(exact)
+        assert abs(errors.mean()) < 0.01
+        assert np.abs(errors).mean() < 0.04  # std of a 128-slot estimate is <= 0.045
+        assert np.abs(errors).max() < 0.2
+    with pytest.raises(ValueError):
+        minhash.signatures(pa.array(["x"]), chars=minhash.Auto(0))
 
 
 def test_signature_estimates_track_exact_jaccard():
