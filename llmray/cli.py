@@ -148,12 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_ops(sub)
     _add_schema(sub)
-    from llmray import bench, jobs
+    from llmray import bench, jobs, publish
     from llmray.train import commands as train_commands
 
     jobs.add_parsers(sub)
     train_commands.add_parsers(sub)
     bench.add_parser(sub)
+    publish.add_parser(sub)
     return parser
 
 

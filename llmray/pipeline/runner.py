@@ -40,6 +40,7 @@ from llmray.io.storage import Storage
 from llmray.ops.base import GlobalStep
 from llmray.pipeline import outdir
 from llmray.pipeline import stats as st
+from llmray.pipeline.card import write_dataset_card
 from llmray.pipeline.engine import Engine
 from llmray.pipeline.plan import Segment, fine_parts, plan_segments
 from llmray.pipeline.report import write_report
@@ -403,6 +404,7 @@ def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage,
     problem = st.check_accounting(stats)
     stats["accounting_ok"] = problem is None
     write_report(stats, output, "report.html")
+    write_dataset_card(stats, output)
     output.put("stats.json", json.dumps(stats, indent=2).encode())
     if problem:
         raise RuntimeError(f"{problem}. This is a bug in llmray; stats.json holds the counts.")

@@ -57,7 +57,7 @@ def test_a_job_reads_and_writes_a_bucket_like_a_directory(ray_session, s3, tmp_p
     fs = s3.fs()
     names = {p.split("/", 2)[2] for p in fs.find(f"{bucket}/out")}
     top = {n.split("/")[0] for n in names}
-    assert top == {"data", "rejects", "stats.json", "report.html", "job.json", "_progress"}
+    assert top == {"data", "rejects", "stats.json", "report.html", "job.json", "README.md", "_progress"}
     assert not [n for n in names if n.startswith("_work") or "probe" in n], "scratch left in the bucket"
     on_disk = json.loads(fs.cat_file(f"{bucket}/out/stats.json"))
     assert on_disk["docs_out"] == stats["docs_out"]
