@@ -226,6 +226,40 @@ def test_band_keys_are_deterministic_across_slices_and_types():
     assert len(np.unique(whole)) == whole.size
 
 
+def test_equal_bands_give_equal_keys_wherever_the_documents_sit():
+    rng = random.Random(4)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(200)) for _ in range(30)]
+    sig = minhash.signatures(pa.array(texts), seed=2)[0]
+    keys = minhash.band_keys(sig, 16, 8, seed=2)
+    moved = minhash.band_keys(sig[::-1].copy(), 16, 8, seed=2)[::-1]
+    assert (moved == keys).all()
+    # Two signatures equal in exactly one band share that band's key and no other.
+    other = minhash.signatures(pa.array([texts[0][::-1]]), seed=2)[0]
+    other[0, 3 * 8:4 * 8] = sig[0, 3 * 8:4 * 8]
+    shared = minhash.band_keys(other, 16, 8, seed=2)[0] == keys[0]
+    assert shared.tolist() == [b == 3 for b in range(16)]
+
+
+def test_near_duplicates_collide_at_the_s_curve_rate():
+    """Pairs around the middle of the S-curve (Jaccard 0.6-0.8): the share that shares a band is
+    the rate 1 - (1 - J^rows)^bands predicts, on both sides."""
+    rng = random.Random(8)
+    pairs, exact = [], []
+    while len(exact) < 600:
+        base = [rng.choice(WORDS) for _ in range(400)]
+        copy = " ".join(edited(base, rng.uniform(0.03, 0.06), rng))
+        j = jaccard(" ".join(base), copy)
+        if 0.6 <= j <= 0.8:
+            pairs += [" ".join(base), copy]
+            exact.append(j)
+    sig, _ = minhash.signatures(pa.array(pairs), num_perm=128, seed=6)
+    keys = minhash.band_keys(sig, 16, 8, seed=6)
+    candidates = (keys[0::2] == keys[1::2]).any(axis=1).mean()
+    expected = collision_probability(np.array(exact), 16, 8).mean()
+    assert 0.3 < expected < 0.8
+    assert abs(candidates - expected) < 0.05  # 600 pairs: the standard error is about 0.02
+
+
 def test_lsh_params():
     assert lsh_params(0.8, 128) == (16, 8)
     assert lsh_params(0.8, 128, fn_weight=1.0) == (8, 16)
