@@ -83,7 +83,7 @@ def _one(kind: str, work: Path, steps: int, tokenizer: str) -> dict[str, Any]:
     plan = prepare(_spec(out, steps, tokenizer))
     started = time.perf_counter()
     if kind == "plain":
-        from llmray.train.run import run_local
+        from llmray.train.local import run_local
 
         summary = run_local(plan, device="cpu")
     else:

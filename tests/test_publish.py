@@ -224,8 +224,8 @@ def test_the_exported_model_has_a_card(outputs, tmp_path):
     import torch
 
     from llmray.train.config import parse_train
+    from llmray.train.local import run_local
     from llmray.train.plan import prepare
-    from llmray.train.run import run_local
 
     data, stats = outputs["a"]
     spec = parse_train({"train": {

@@ -253,8 +253,8 @@ def funnel(stats: dict[str, Any]) -> list[dict[str, Any]]:
     for stage in stats["stages"]:
         name = stage["name"]
         reasons = {r: n for r, n in dropped.items() if r.split(".", 1)[0] == _base(name)}
-        if name in INTERNAL or (stage["docs_in"] == 0 and name in global_steps and not reasons):
-            continue  # the runner's I/O, or a global step that only decided (unique_ids without drop)
+        if name in INTERNAL or (name in global_steps and not reasons):
+            continue  # the runner's I/O, or a global step that drops nothing (unique_ids without dedupe_ids)
         shared = sum(_base(n) == _base(name) for n in names) > 1
         docs_dropped = stage["docs_in"] - stage["docs_out"]
         bytes_removed = stage["bytes_in"] - stage["bytes_out"]

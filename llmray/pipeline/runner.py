@@ -291,8 +291,11 @@ def _decide(step: GlobalStep, name: str, scratch: str, segment: int, units: list
         decision = step.decide(ctx)
         decision.details["wall_s"] = round(time.perf_counter() - started, 3)
         output.put_json(marker, {"decision": dataclasses.asdict(decision)})
-    st.add_stage(total, name, 0, 0, 0, 0, decision.details.get("wall_s", 0.0))
-    if step.applier(decision) is not None:  # a dropping step's reasons are listed even at 0
+    # A step that drops nothing passes every document on; a dropping step's applier counts its own.
+    drops = step.applier(decision) is not None
+    docs, nbytes = (0, 0) if drops else (sum(u.docs for u in units), sum(u.bytes for u in units))
+    st.add_stage(total, name, docs, docs, nbytes, nbytes, decision.details.get("wall_s", 0.0))
+    if drops:  # a dropping step's reasons are listed even at 0
         for rule in step.reasons:
             total["dropped"].setdefault(f"{step.name}.{rule}", 0)
             total["dropped_bytes"].setdefault(f"{step.name}.{rule}", 0)

@@ -6,19 +6,16 @@ gradient accumulation, clipping, bf16 autocast on CUDA, and DDP when a process g
 one rank exists (Ray Train creates it; one process never wraps). Where batches come from and where
 checkpoints go is the caller's business, so Ray appears only in ``trainer``.
 
-Without Ray (a GPU box, a laptop)::
-
-    python -m llmray.train.loop jobs/bert_mlm.yaml --output runs/local --device cuda
+``run_loop`` is what a worker runs on either path: start or resume the model, wrap the batches in
+a resumable stream, log metrics from rank 0, evaluate, train. Without Ray see :mod:`.local`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,7 +26,9 @@ import torch.distributed as dist
 
 from llmray.io.storage import Storage
 from llmray.train.config import OptimizerSpec, ScheduleSpec, TrainSpec
-from llmray.train.model import save_checkpoint, unwrap
+from llmray.train.data import BatchStream
+from llmray.train.model import load, load_trainer_state, save_checkpoint, unwrap
+from llmray.train.plan import Plan
 
 Batch = dict[str, torch.Tensor]
 
@@ -318,41 +317,47 @@ class MetricsLog:
             self.uploaded = time.monotonic()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m llmray.train.loop``: one process, one device, no Ray."""
-    parser = argparse.ArgumentParser(
-        prog="python -m llmray.train.loop",
-        description="Train a train job on one device without Ray (same loop, data and outputs as "
-        "`llmray train`; for a GPU box or a quick local run).",
-    )
-    parser.add_argument("job", help="the train job file (YAML with a top-level `train:`)")
-    parser.add_argument("--data", nargs="+", metavar="PATH_OR_URL", help="training data instead of train.data")
-    parser.add_argument(
-        "--eval-data", nargs="+", metavar="PATH_OR_URL", help="held-out data instead of train.eval_data"
-    )
-    parser.add_argument("--output", metavar="DIR_OR_URL", help="output directory or URL instead of train.output")
-    parser.add_argument(
-        "--max-steps", type=int, metavar="N", help="optimizer steps instead of train.max_steps"
-    )
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
-    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
-    args = parser.parse_args(argv)
-    from llmray.errors import UserError
-    from llmray.train.config import load_train_job
-    from llmray.train.plan import prepare
-    from llmray.train.run import run_local
-
-    try:
-        spec = load_train_job(
-            args.job, data=args.data, eval_data=args.eval_data, output=args.output, max_steps=args.max_steps
-        )
-        summary = run_local(prepare(spec, resume=args.resume), device=args.device)
-    except UserError as exc:
-        print(f"llmray: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
-    return 0
+#: Seed slot of evaluation masking: every evaluation masks the same tokens, so scores compare.
+EVAL_SEED = 0x5EED
+METRICS = "metrics.jsonl"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run_loop(
+    plan: Plan,
+    epoch_batches: Callable[[int], Iterable[Any]],
+    eval_batches: Callable[[], Iterable[Any]],
+    checkpoint: Callable,
+    *,
+    device: torch.device,
+    rank: int,
+    start: Path | None,
+) -> dict[str, Any]:
+    """Train from ``start`` (a checkpoint directory) or from the plan's model, on one worker."""
+    spec = plan.spec
+    if start is not None:
+        model, resume = load(spec.task, start), load_trainer_state(start)
+    else:
+        model, resume = plan.new_model(), None
+    stream = BatchStream(epoch_batches, plan.epochs, resume[1]["data"] if resume else None)
+    log = MetricsLog(plan.output_storage(), METRICS, plan.total_steps) if rank == 0 else None
+
+    def logged_checkpoint(step: int, save: Callable[[Path], None], metrics: dict[str, Any]) -> None:
+        if log is not None:
+            log.flush()  # a checkpoint never runs ahead of the stored metrics
+        checkpoint(step, save, metrics)
+
+    hooks = Hooks(
+        log=log or (lambda record: None),
+        evaluate=(lambda m: evaluate(m, eval_batches(), spec.task, device, spec.eval_batches))
+        if plan.has_eval
+        else None,
+        checkpoint=logged_checkpoint,
+        position=stream.position,
+    )
+    return train(model, stream, spec, hooks, device=device, total_steps=plan.total_steps, resume=resume)
+
+
+def fresh_metrics(plan: Plan) -> None:
+    """A new run starts a new metrics file; a resumed one appends to it."""
+    if plan.resume_from is None:
+        plan.output_storage().delete(METRICS)

@@ -35,8 +35,8 @@ from llmray.errors import UserError
 from llmray.train import transfer
 from llmray.train.data import Collate, ray_dataset, seed_for
 from llmray.train.export import export
+from llmray.train.loop import EVAL_SEED, fresh_metrics, run_loop
 from llmray.train.plan import Plan
-from llmray.train.run import EVAL_SEED, fresh_metrics, run_loop
 
 
 class _Collate(NumpyBatchCollateFn):

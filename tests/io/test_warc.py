@@ -2,6 +2,7 @@
 quarantined with a reason, never dropped silently. Every WARC here is written by hand, byte by byte."""
 
 import gzip
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -201,15 +202,35 @@ def test_decode_prefers_a_codec_that_fits_and_tolerates_a_stray_byte():
 
 
 def test_example_crawl_job_runs_end_to_end(ray_session, tmp_path, monkeypatch):
+    """Each page of the sample was written to exercise one rule (data/crawl/README.md): every page
+    must meet the fate it was written for, and for that reason."""
     monkeypatch.chdir(ROOT)
     spec = load_job(ROOT / "jobs" / "crawl.yaml")
     spec.output.path = str(tmp_path / "out")
     stats = run_job(spec, RunOptions(progress=False))
-    assert stats["docs_in"] == 10 and stats["docs_out"] == 5 and stats["quarantined"] == 1
-    assert stats["dropped"] == {"url_filter.blocked_domain": 1, "url_filter.blocked_word": 1,
-                                "html_to_text.no_content": 1, "language.other_language": 1}
+    rejects = pq.read_table(tmp_path / "out" / "rejects", columns=["url", "reason"]).to_pylist()
+    assert {r["url"]: r["reason"] for r in rejects} == {
+        "https://www.casino-bonus.example/welcome": "url_filter.blocked_word",  # "casino" in the URL
+        "https://deals.adfarm.example/offers/today": "url_filter.blocked_domain",  # listed domain
+        "https://portal.riverside.example/login": "html_to_text.no_content",  # a menu and a form only
+        "https://journal.example.fr/jardin-partage": "language.other_language",  # French
+    }
+    quarantined = [json.loads(line) for f in (tmp_path / "out" / "quarantine").glob("*.jsonl")
+                   for line in f.read_text().splitlines()]
+    assert [q["error"] for q in quarantined] == [  # the image, with its file and record number
+        f"{ROOT / 'data' / 'crawl' / 'sample.warc.gz'}:20: urn:uuid:00000000-0000-0000-0000-000000000014 "
+        "(https://news.riverside.example/images/garden.png): "
+        "not an HTML page (content type image/png); skipped"]
     data = pq.read_table(tmp_path / "out" / "data")
     assert set(FIELDS) <= set(data.column_names)
+    assert sorted(data.column("url").to_pylist()) == [  # the five articles, the two odd encodings too
+        "https://birds.example.net/field-notes/spring-migration",
+        "https://blog.tinkerbench.example/bicycle-chain-maintenance",
+        "https://kitchen.example.org/recipes/sourdough-starter",  # windows-1252
+        "https://library.townhall.example/news/summer-reading",  # gzip, chunked
+        "https://news.riverside.example/2024/05/community-garden-opens",
+    ]
+    assert stats["docs_in"] == len(rejects) + data.num_rows + stats["quarantined"] and stats["accounting_ok"]
     texts = " ".join(data.column("text").to_pylist())
-    assert "café au lait" in texts and "Registration opens" in texts
-    assert "cookies" not in texts and "All rights reserved" not in texts
+    assert "café au lait" in texts and "Registration opens" in texts  # the cp1252 and gzip pages decoded
+    assert "cookies" not in texts and "All rights reserved" not in texts  # boilerplate extracted away

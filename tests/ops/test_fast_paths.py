@@ -20,7 +20,7 @@ from llmray.kernels.clean import clean_whitespace_regex
 from llmray.kernels.text import line_stats, word_stats
 from llmray.ops.base import KEEP
 from llmray.ops.clean.c4_lines import POLICY_PHRASES, C4Lines
-from llmray.ops.clean.normalize import CleanWhitespace, FixMojibake, UnicodeNormalize
+from llmray.ops.clean.normalize import CleanWhitespace, FixMojibake, UnicodeNormalize, ftfy_config
 from llmray.ops.clean.pii import PATTERNS, PiiRedact
 from llmray.ops.filters._rules import above, below, first_failure, ratio
 from llmray.ops.filters.c4_quality import C4Quality
@@ -70,7 +70,7 @@ def test_clean_steps_match_the_plain_passes(texts):
 def test_fix_mojibake_matches_fixing_every_suspect_row(texts):
     pattern = r"[ÃÂ][\x{80}-\x{BF}\x{A0}-\x{FF}]|â€|ï»¿"
     suspects = pc.match_substring_regex(pa.array(texts), pattern).to_pylist()
-    expected = [ftfy.fix_text(t, normalization=None) if s else t for t, s in zip(texts, suspects, strict=True)]
+    expected = [ftfy.fix_text(t, ftfy_config()) if s else t for t, s in zip(texts, suspects, strict=True)]
     step = FixMojibake()
     out, _ = step.map_rows(table(texts))
     assert out.column("text").to_pylist() == expected

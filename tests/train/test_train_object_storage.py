@@ -107,7 +107,7 @@ def test_plain_loop_and_predict_read_and_write_urls(s3, tiny_checkpoint, tmp_pat
     """The base model, data and output of the plain loop (no Ray) in a bucket, and its --resume from
     there; predict then reads that model and a jsonl there and writes its predictions there,
     credentials from the environment."""
-    from llmray.train import loop
+    from llmray.train import local
 
     fs, bucket = s3.fs(), s3.bucket()
     fs.put(str(tiny_checkpoint), f"{bucket}/base", recursive=True)
@@ -128,9 +128,9 @@ def test_plain_loop_and_predict_read_and_write_urls(s3, tiny_checkpoint, tmp_pat
         keep_checkpoints=1,
     )
     argv = [str(job), "--output", f"s3://{bucket}/cls", "--device", "cpu"]
-    assert loop.main(argv) == 0
+    assert local.main(argv) == 0
     assert fs.ls(f"{bucket}/cls/checkpoints", detail=False) == [f"{bucket}/cls/checkpoints/step_000006"]
-    assert loop.main([*argv, "--resume", "--max-steps", "10"]) == 0
+    assert local.main([*argv, "--resume", "--max-steps", "10"]) == 0
     assert fs.ls(f"{bucket}/cls/checkpoints", detail=False) == [f"{bucket}/cls/checkpoints/step_000010"]
     assert [r["step"] for r in stored_records(fs, f"{bucket}/cls/metrics.jsonl")] == [5, 6, 10]
     meta = json.loads(fs.cat_file(f"{bucket}/cls/model/llmray.json"))
@@ -151,8 +151,8 @@ def test_token_shards_in_a_bucket_train_as_they_are(s3, tmp_path):
     the bucket: its tokenizer is fetched from there, its _-names are not data."""
     from llmray import tokenizer as toks
     from llmray.train.config import parse_train
+    from llmray.train.local import run_local
     from llmray.train.plan import prepare
-    from llmray.train.run import run_local
 
     fs, bucket = s3.fs(), s3.bucket()
     texts = [r["text"] for r in labeled(200, seed=1)]

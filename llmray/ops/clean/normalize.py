@@ -35,6 +35,15 @@ class UnicodeNormalize(MapStep):
         return _replace_text(table, normalize(table.column(TEXT), self.form))
 
 
+def ftfy_config():
+    """ftfy's repairs of wrong decoding only: quotes, ligatures, full-width forms and Unicode
+    normalization stay as written, so a repaired document does not differ in style from a clean one."""
+    import ftfy
+
+    return ftfy.TextFixerConfig(uncurl_quotes=False, fix_latin_ligatures=False, fix_character_width=False,
+                                normalization=None)
+
+
 @register
 @dataclasses.dataclass
 class FixMojibake(MapStep):
@@ -54,9 +63,10 @@ class FixMojibake(MapStep):
             return table
         mask = pa.array(suspect)
         values = text.filter(mask).to_pylist()
+        config = ftfy_config()
         changed = False
         for i, value in enumerate(values):
-            fixed = ftfy.fix_text(value, normalization=None)
+            fixed = ftfy.fix_text(value, config)
             if fixed != value:
                 values[i] = fixed
                 self._fixed += 1

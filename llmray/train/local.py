@@ -1,13 +1,19 @@
-"""What the plain and the Ray paths share around the loop: start or resume the model, wrap the
-batches in a resumable stream, log metrics from rank 0, evaluate, then train. ``run_local`` is the
-plain path itself: data read and tokenized in this process, checkpoints written to
-``<output>/checkpoints`` (a local directory, or for a URL saved here and uploaded).
+"""Training in one process on one device, without Ray: the same loop, data and outputs as
+``llmray train`` (for a GPU box, a laptop, or a check that needs no cluster)::
+
+    python -m llmray.train jobs/bert_mlm.yaml --output runs/local --device cuda
+
+Data are read and tokenized in this process; checkpoints go to ``<output>/checkpoints`` (a local
+directory, or for a URL saved here and uploaded).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,56 +23,11 @@ import torch
 
 from llmray.io.storage import Storage
 from llmray.train import transfer
-from llmray.train.data import BatchStream, local_batches, seed_for
+from llmray.train.data import local_batches, seed_for
 from llmray.train.export import export
-from llmray.train.loop import Hooks, MetricsLog, evaluate, train
-from llmray.train.model import STATE, load, load_trainer_state
+from llmray.train.loop import EVAL_SEED, fresh_metrics, run_loop
+from llmray.train.model import STATE
 from llmray.train.plan import Plan
-
-#: Seed slot of evaluation masking: every evaluation masks the same tokens, so scores compare.
-EVAL_SEED = 0x5EED
-METRICS = "metrics.jsonl"
-
-
-def run_loop(
-    plan: Plan,
-    epoch_batches: Callable[[int], Iterable[Any]],
-    eval_batches: Callable[[], Iterable[Any]],
-    checkpoint: Callable,
-    *,
-    device: torch.device,
-    rank: int,
-    start: Path | None,
-) -> dict[str, Any]:
-    """Train from ``start`` (a checkpoint directory) or from the plan's model, on one worker."""
-    spec = plan.spec
-    if start is not None:
-        model, resume = load(spec.task, start), load_trainer_state(start)
-    else:
-        model, resume = plan.new_model(), None
-    stream = BatchStream(epoch_batches, plan.epochs, resume[1]["data"] if resume else None)
-    log = MetricsLog(plan.output_storage(), METRICS, plan.total_steps) if rank == 0 else None
-
-    def logged_checkpoint(step: int, save: Callable[[Path], None], metrics: dict[str, Any]) -> None:
-        if log is not None:
-            log.flush()  # a checkpoint never runs ahead of the stored metrics
-        checkpoint(step, save, metrics)
-
-    hooks = Hooks(
-        log=log or (lambda record: None),
-        evaluate=(lambda m: evaluate(m, eval_batches(), spec.task, device, spec.eval_batches))
-        if plan.has_eval
-        else None,
-        checkpoint=logged_checkpoint,
-        position=stream.position,
-    )
-    return train(model, stream, spec, hooks, device=device, total_steps=plan.total_steps, resume=resume)
-
-
-def fresh_metrics(plan: Plan) -> None:
-    """A new run starts a new metrics file; a resumed one appends to it."""
-    if plan.resume_from is None:
-        plan.output_storage().delete(METRICS)
 
 
 def run_local(plan: Plan, device: str | None = None) -> dict[str, Any]:
@@ -137,3 +98,38 @@ def _prune(checkpoints: Storage, newest: str, keep: int) -> None:
     done = sorted(n for n in checkpoints.listdir() if n.startswith("step_") and n != newest)
     for old in done[: max(0, len(done) - keep + 1)]:
         checkpoints.delete_tree(old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m llmray.train``: one process, one device, no Ray."""
+    parser = argparse.ArgumentParser(
+        prog="python -m llmray.train",
+        description="Train a train job on one device without Ray (same loop, data and outputs as "
+        "`llmray train`; for a GPU box or a quick local run).",
+    )
+    parser.add_argument("job", help="the train job file (YAML with a top-level `train:`)")
+    parser.add_argument("--data", nargs="+", metavar="PATH_OR_URL", help="training data instead of train.data")
+    parser.add_argument(
+        "--eval-data", nargs="+", metavar="PATH_OR_URL", help="held-out data instead of train.eval_data"
+    )
+    parser.add_argument("--output", metavar="DIR_OR_URL", help="output directory or URL instead of train.output")
+    parser.add_argument(
+        "--max-steps", type=int, metavar="N", help="optimizer steps instead of train.max_steps"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
+    parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    args = parser.parse_args(argv)
+    from llmray.errors import UserError
+    from llmray.train.config import load_train_job
+    from llmray.train.plan import prepare
+
+    try:
+        spec = load_train_job(
+            args.job, data=args.data, eval_data=args.eval_data, output=args.output, max_steps=args.max_steps
+        )
+        summary = run_local(prepare(spec, resume=args.resume), device=args.device)
+    except UserError as exc:
+        print(f"llmray: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0
