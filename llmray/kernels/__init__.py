@@ -1,7 +1,8 @@
 """Compiled kernels: pure functions over Arrow buffers and numpy arrays (no Ray, no steps), one module
 per topic: :mod:`~llmray.kernels.text` (word, line, paragraph and n-gram statistics),
 :mod:`~llmray.kernels.c4` (C4's line rules), :mod:`~llmray.kernels.minhash` (sketches and hashes),
-:mod:`~llmray.kernels.graph` (union-find), :mod:`~llmray.kernels.langid` (language identification).
+:mod:`~llmray.kernels.graph` (union-find), :mod:`~llmray.kernels.langid` (language identification),
+:mod:`~llmray.kernels.segment` (word segmentation of Chinese and other scripts without spaces).
 
 The kernels are numba functions with ``cache=True``: compiled once, the machine code is kept beside
 the package (or in numba's user cache where the package is read-only) and later processes load it.
@@ -64,6 +65,7 @@ def compile_all(force: bool = False) -> float:
         for normalize in (False, True):
             minhash.text_hashes(column, normalize)
     graph.union_find_min(3, np.array([0, 1]), np.array([1, 2]))
+    _compile_segmentation()
     from llmray.errors import UserError
     from llmray.kernels import langid
 
@@ -77,3 +79,28 @@ def compile_all(force: bool = False) -> float:
     except OSError:
         pass  # a read-only install: numba keeps its cache elsewhere; the next run loads it quickly
     return time.perf_counter() - started
+
+
+def _compile_segmentation() -> None:
+    """The text kernels with word segmentation on (Chinese, Japanese, Thai; CJK line shapes)."""
+    import pyarrow as pa
+
+    from llmray.errors import UserError
+    from llmray.kernels import segment, text
+
+    for kind in (pa.string(), pa.large_string()):
+        column = pa.array(["中文分词，使用Python3编程……\n・第二行「引用」。", "", "日本語のテキスト ภาษาไทย",
+                           "English only. The end"], kind)
+        text.line_stats(column, cjk=True)
+        text.line_stats(column, active=None, duplicates=False, cjk=True)
+        for mode in ("characters", "jieba"):
+            try:
+                text.word_stats(column, ["的", "在"], mode)
+                text.ngram_stats(column, segmentation=mode)
+                text.chunk_counts(column, segmentation=mode)
+            except UserError:
+                pass  # jieba not installed: jieba segmentation compiles when a step first uses it
+    try:
+        segment.cut("预热", "jieba")
+    except UserError:
+        pass

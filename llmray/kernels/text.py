@@ -40,7 +40,10 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from llmray.kernels import segment
 from llmray.kernels.hashing import _MIX1, _MIX2, GOLDEN, fmix64
+from llmray.kernels.segment import segment_tokens, segmenter
+from llmray.kernels.utf8 import decode_char
 
 # Character class bits.
 SPACE = 1
@@ -75,12 +78,19 @@ EMOJI_FIRST, EMOJI_LAST = 0x1F000, 0x1FBFF
 # Token flag bits.
 WORD = 1
 HAS_ALPHA = 2
+#: Extra line shapes of CJK text (``cjk=True`` in :func:`line_stats`): lines ending with an ellipsis
+#: or a closing corner bracket end a sentence, and full-width list markers start a bulleted line.
+CJK_TERMINALS = "…」』"
+CJK_BULLETS = "・·－＊※◆◇◎★☆▶▷➤√"
 # What may follow an infix for it to split a word.
 _NEXT_ALPHA = 1
 _NEXT_DIGIT = 2
 _NEXT_UPPER = 4
 
 _S29 = np.uint64(29)
+# segment.py reads these bits without importing this module.
+assert (segment._PUNCT, segment._ALPHA, segment._WORD, segment._HAS_ALPHA) == (PUNCT, ALPHA, WORD, HAS_ALPHA)
+assert (segment._EMOJI_FIRST, segment._EMOJI_LAST) == (EMOJI_FIRST, EMOJI_LAST)
 
 
 def char_flags(ch: str) -> int:
@@ -176,30 +186,6 @@ def _columns(matrix: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------
 # Compiled helpers
-
-
-@njit(cache=True, nogil=True, inline="always")
-def decode_char(data, i, end):
-    """(code point, byte length) at ``data[i]``; malformed bytes decode as U+FFFD, one byte each."""
-    b = np.int64(data[i])
-    if b < 0x80:
-        return b, 1
-    if b >= 0xF0:
-        n = 4
-        cp = b & 0x07
-    elif b >= 0xE0:
-        n = 3
-        cp = b & 0x0F
-    elif b >= 0xC0:
-        n = 2
-        cp = b & 0x1F
-    else:
-        return 0xFFFD, 1
-    if i + n > end:
-        return 0xFFFD, 1
-    for k in range(1, n):
-        cp = (cp << 6) | (np.int64(data[i + k]) & 0x3F)
-    return cp, n
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -615,11 +601,29 @@ def doc_tokens(data, start, end, table, tokens):
     return n, tokens
 
 
-def split_tokens(text: str) -> list[tuple[str, bool]]:
-    """The tokens of one string as ``(token, is_word)`` pairs: for looking at the definition, not bulk."""
+def split_tokens(text: str, segmentation: str = "spaces") -> list[tuple[str, bool]]:
+    """The tokens of one string as ``(token, is_word)`` pairs: for looking at the definition, not bulk.
+    ``segmentation`` is a mode of :mod:`llmray.kernels.segment` (``spaces``, ``jieba``, ``characters``)."""
     data = np.frombuffer(text.encode(), np.uint8)
-    n, tokens = doc_tokens(data, 0, data.shape[0], char_table(), np.empty((16, 4), np.int64))
+    table = char_table()
+    n, tokens = doc_tokens(data, 0, data.shape[0], table, np.empty((16, 4), np.int64))
+    seg = segmenter(segmentation)
+    if seg.mode:
+        tokens, n, _ = segment_tokens(data, tokens, n, table, seg, segment.work(), np.empty((16, 4), np.int64))
     return [(bytes(data[a:b]).decode(), bool(kind & WORD)) for a, b, _, kind in tokens[:n]]
+
+
+@njit(cache=True, nogil=True)
+def doc_words(data, start, end, table, tokens, seg, wk, seg_tokens):
+    """All tokens of one document with segmentation ``seg`` applied (:mod:`llmray.kernels.segment`):
+    ``(count, tokens, wk, seg_tokens, words)``, ``words`` being the table that holds the result
+    (``tokens`` or ``seg_tokens``); the tables are grown when needed, so keep the returned ones for the
+    next document. With mode ``SPACES`` this is :func:`doc_tokens`."""
+    n, tokens = doc_tokens(data, start, end, table, tokens)
+    if seg[0] == 0:
+        return n, tokens, wk, seg_tokens, tokens
+    seg_tokens, n, wk = segment_tokens(data, tokens, n, table, seg, wk, seg_tokens)
+    return n, tokens, wk, seg_tokens, seg_tokens
 
 
 @njit(cache=True, nogil=True)
@@ -636,11 +640,11 @@ WORD_STATS = ("chars", "tokens", "words", "word_chars", "alpha_tokens", "stop_wo
 
 
 @njit(cache=True, nogil=True)
-def _byte_counts(data, s, e):
+def _byte_counts(data, s, e, cjk):
     """(characters, ``#``, ellipses, newlines) of ``data[s:e]``: byte rules, no decoding. Characters are
     the bytes that do not continue a UTF-8 sequence; ellipses are ``…`` plus, per run of ``.``, its
-    length // 3. Vectorized loops (unsigned indices), with a second one over the dots only where a
-    run of three occurs."""
+    length // 3; with ``cjk``, a run of L ``…`` counts (L + 1) // 2 (``……`` is one). Vectorized
+    loops (unsigned indices), with a second one over the dots only where a run of three occurs."""
     chars = 0
     hashes = 0
     newlines = 0
@@ -666,6 +670,18 @@ def _byte_counts(data, s, e):
                 ellipses += dots // 3
                 dots = 0
         ellipses += dots // 3
+    if cjk and ellipses:  # "……" (two characters) is one ellipsis in CJK text: a run of L counts (L + 1) // 2
+        run = 0
+        i = s
+        while i + 2 < e:
+            if data[i] == 0xE2 and data[i + 1] == 0x80 and data[i + 2] == 0xA6:
+                run += 1
+                i += 3
+                continue
+            ellipses -= run // 2
+            run = 0
+            i += 1
+        ellipses -= run // 2
     return chars, hashes, ellipses, newlines
 
 
@@ -701,15 +717,17 @@ def _stop_slot(key, n, mask):
 
 
 @njit(cache=True, nogil=True)
-def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_len, mode):
+def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_len, mode, seg):
     n_docs = offsets.shape[0] - 1
     out = np.zeros((n_docs, len(WORD_STATS)), np.int64)
     tokens = np.empty((1024, 4), np.int64)
+    seg_tokens = np.empty((1024 if seg[0] else 1, 4), np.int64)
+    wk = segment._work(256 if seg[0] else 1)
     seen = np.zeros(max(stop_keys.shape[0], 1), np.bool_)
     slot_mask = np.uint64(stop_keys.shape[0] - 1)
     for d in range(n_docs):
         s, e = offsets[d], offsets[d + 1]
-        n, tokens = doc_tokens(data, s, e, table, tokens)
+        n, tokens, wk, seg_tokens, toks = doc_words(data, s, e, table, tokens, seg, wk, seg_tokens)
         words = 0
         word_chars = 0
         alpha = 0
@@ -717,28 +735,28 @@ def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_len, mode):
         if mode:
             seen[:] = False
         for t in range(n):
-            kind = tokens[t, TOKEN_FLAGS]
+            kind = toks[t, TOKEN_FLAGS]
             is_word = kind & WORD
             alpha += (kind & HAS_ALPHA) != 0
             words += is_word
-            word_chars += tokens[t, TOKEN_CHARS] * is_word
+            word_chars += toks[t, TOKEN_CHARS] * is_word
             if mode == 1:  # a table in which every stop word has a slot of its own: one probe, no branch
-                a = tokens[t, TOKEN_START]
-                size = tokens[t, TOKEN_END] - a
+                a = toks[t, TOKEN_START]
+                size = toks[t, TOKEN_END] - a
                 key = _packed_lower(data, a, a + min(size, 8))
                 k = _stop_slot(key, size, slot_mask)
                 if is_word and stop_lens[k] == size and stop_keys[k] == key and not seen[k]:
                     seen[k] = True
                     distinct += 1
             elif mode == 2 and is_word:  # long stop words: sorted 64-bit hashes
-                a, b = tokens[t, TOKEN_START], tokens[t, TOKEN_END]
+                a, b = toks[t, TOKEN_START], toks[t, TOKEN_END]
                 if b - a <= stop_len:
                     h = _hash_bytes(data, a, b, True)
                     k = np.searchsorted(stop_keys, h)
                     if k < stop_keys.shape[0] and stop_keys[k] == h and not seen[k]:
                         seen[k] = True
                         distinct += 1
-        chars, n_hash, ellipses, newlines = _byte_counts(data, s, e)
+        chars, n_hash, ellipses, newlines = _byte_counts(data, s, e, seg[0] != 0)
         row = out[d]
         row[0] = chars
         row[1] = n
@@ -780,15 +798,18 @@ def _stop_words(stop_words: Iterable[str]) -> tuple[np.ndarray, np.ndarray, int,
     return hashes, np.zeros(len(hashes), np.int64), longest, 2
 
 
-def word_stats(column: pa.Array | pa.ChunkedArray, stop_words: Iterable[str] = ()) -> dict[str, np.ndarray]:
+def word_stats(column: pa.Array | pa.ChunkedArray, stop_words: Iterable[str] = (),
+               segmentation: str = "spaces") -> dict[str, np.ndarray]:
     """Per-row word counts (int64 arrays named as in ``WORD_STATS``).
 
     chars: characters; tokens: all tokens; words: word tokens; word_chars: characters in words;
     alpha_tokens: tokens with a letter; stop_words: distinct ``stop_words`` present as words (ASCII
-    case folded); hashes: ``#`` characters; ellipses: ``...`` (non-overlapping) plus ``…``;
-    newlines: ``\\n`` characters.
+    case folded); hashes: ``#`` characters; ellipses: ``...`` (non-overlapping) plus ``…`` (a run
+    of ``…`` counts half, ``……`` once, when segmenting); newlines: ``\\n`` characters. ``segmentation`` cuts words of
+    scripts without spaces (:mod:`llmray.kernels.segment`).
     """
-    return _columns(_per_chunk(column, _word_stats, char_table(), *_stop_words(stop_words)), WORD_STATS)
+    return _columns(_per_chunk(column, _word_stats, char_table(), *_stop_words(stop_words),
+                               segmenter(segmentation)), WORD_STATS)
 
 
 @njit(cache=True, nogil=True)
@@ -836,7 +857,7 @@ def _ascii_space(c):
 
 
 @njit(cache=True, nogil=True)
-def _chunk_counts(offsets, data, table, active):
+def _chunk_counts(offsets, data, table, active, classes):
     n_docs = offsets.shape[0] - 1
     out = np.zeros(n_docs, np.int64)
     one = np.uint64(1)
@@ -853,26 +874,34 @@ def _chunk_counts(offsets, data, table, active):
             n += _ascii_space(data[i - one]) & (1 - _ascii_space(c))
         if high >= 128:  # characters as the tokenizer reads them
             n = 0
+            marks = 0
             in_chunk = False
             i = s
             while i < e:
-                _, w, f = read_char(data, i, e, table)
+                cp, w, f = read_char(data, i, e, table)
                 if f & SPACE:
                     in_chunk = False
                 elif not in_chunk:
                     in_chunk = True
                     n += 1
+                if cp < classes.shape[0] and classes[cp] == segment.CJK_PUNCT:
+                    marks += 1
                 i += w
+            n = max(n, marks)
         out[d] = n
     return out
 
 
-def chunk_counts(column: pa.Array | pa.ChunkedArray, active: np.ndarray | None = None) -> np.ndarray:
+def chunk_counts(column: pa.Array | pa.ChunkedArray, active: np.ndarray | None = None,
+                 segmentation: str = "spaces") -> np.ndarray:
     """Per row: the runs of non-space characters the tokenizer splits the text into. Each gives at
     least one token, so this is a lower bound of ``word_stats(column)["tokens"]`` (equal to it when 0).
-    Rows where ``active`` is False are left 0."""
+    With a ``segmentation`` that cuts words, every CJK punctuation mark is a token of its own, so
+    the bound is the larger of the two counts. Rows where ``active`` is False are left 0."""
     table = char_table()
-    parts = [_chunk_counts(*string_buffers(chunk), table, mask) for chunk, mask in _active_parts(column, active)]
+    classes = segmenter(segmentation).classes if segmentation != "spaces" else np.zeros(0, np.uint8)
+    parts = [_chunk_counts(*string_buffers(chunk), table, mask, classes)
+             for chunk, mask in _active_parts(column, active)]
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
@@ -903,8 +932,16 @@ def _ascii_line(data, ls, e):
     return i, high < 128
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _among(cp, cps):
+    for k in range(cps.shape[0]):
+        if cps[k] == cp:
+            return True
+    return False
+
+
 @njit(cache=True, nogil=True)
-def _line_stats(offsets, data, table, short_chars, active, duplicates):
+def _line_stats(offsets, data, table, short_chars, active, duplicates, extra_bullets, extra_terminals):
     n_docs = offsets.shape[0] - 1
     out = np.zeros((n_docs, len(LINE_STATS)), np.int64)
     line_keys = np.zeros(16, np.uint64)
@@ -933,6 +970,7 @@ def _line_stats(offsets, data, table, short_chars, active, duplicates):
             # One line: data[ls:i]; find its first and last non-space characters.
             le, ascii_only = _ascii_line(data, ls, e)
             first = 0
+            first_cp = 0
             last_end = -1
             last_cp = 0
             last_flags = 0
@@ -963,6 +1001,7 @@ def _line_stats(offsets, data, table, short_chars, active, duplicates):
                         continue
                     if last_end < 0:
                         first = f
+                        first_cp = cp
                     j = i + w  # fast path: the ASCII non-space characters that follow
                     while j < e and table[data[j]] & ASCII_INK:
                         j += 1
@@ -989,12 +1028,12 @@ def _line_stats(offsets, data, table, short_chars, active, duplicates):
                     para_lines = 0
             else:
                 lines += 1
-                if first & BULLET:
+                if first & BULLET or (first_cp >= 128 and _among(first_cp, extra_bullets)):
                     bullets += 1
                 if last_cp == 0x2026 or (last_end - ls >= 3 and data[last_end - 1] == 46
                                          and data[last_end - 2] == 46 and data[last_end - 3] == 46):
                     ellipsis_lines += 1
-                if last_flags & TERMINAL:
+                if last_flags & TERMINAL or (last_cp >= 128 and _among(last_cp, extra_terminals)):
                     terminal += 1
                 if kept_chars <= short_chars:
                     short += 1
@@ -1031,6 +1070,12 @@ def _line_stats(offsets, data, table, short_chars, active, duplicates):
     return out
 
 
+def _cjk_extras(cjk: bool) -> tuple[np.ndarray, np.ndarray]:
+    if not cjk:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return (np.array([ord(c) for c in CJK_BULLETS], np.int64), np.array([ord(c) for c in CJK_TERMINALS], np.int64))
+
+
 def _active_parts(column: pa.Array | pa.ChunkedArray, active: np.ndarray | None) -> Iterable[tuple]:
     """(chunk, its rows' part of ``active`` as a contiguous bool array) for every chunk."""
     start = 0
@@ -1042,7 +1087,7 @@ def _active_parts(column: pa.Array | pa.ChunkedArray, active: np.ndarray | None)
 
 
 def line_stats(column: pa.Array | pa.ChunkedArray, short_line_chars: int = 30, active: np.ndarray | None = None,
-               duplicates: bool = True) -> dict[str, np.ndarray]:
+               duplicates: bool = True, cjk: bool = False) -> dict[str, np.ndarray]:
     """Per-row line and paragraph counts (int64 arrays named as in ``LINE_STATS``).
 
     Only non-blank lines count; a line's characters exclude its trailing space. bullet_lines: first
@@ -1051,9 +1096,12 @@ def line_stats(column: pa.Array | pa.ChunkedArray, short_line_chars: int = 30, a
     dup_lines / dup_line_chars: lines equal to an earlier line, and their characters; the same for
     paragraphs, whose characters include the newlines between their lines. With ``duplicates``
     False the dup_ counts are left 0 (no hashing); rows where ``active`` is False are left all 0.
+    With ``cjk``, ``CJK_BULLETS`` also start bulleted lines and ``CJK_TERMINALS`` also end lines
+    with terminal punctuation.
     """
     table = char_table()
-    parts = [_line_stats(*string_buffers(chunk), table, short_line_chars, mask, duplicates)
+    bullets, terminals = _cjk_extras(cjk)
+    parts = [_line_stats(*string_buffers(chunk), table, short_line_chars, mask, duplicates, bullets, terminals)
              for chunk, mask in _active_parts(column, active)]
     return _columns(np.concatenate(parts) if len(parts) != 1 else parts[0], LINE_STATS)
 
@@ -1139,7 +1187,7 @@ def _doc_ngrams(hashes, lens, n_tok, top_ns, dup_ns, top_out, dup_out, work, key
 
 
 @njit(cache=True, nogil=True)
-def _ngram_stats(offsets, data, table, top_ns, dup_ns, active):
+def _ngram_stats(offsets, data, table, top_ns, dup_ns, active, seg):
     n_docs = offsets.shape[0] - 1
     top = np.zeros((n_docs, top_ns.shape[0]), np.int64)
     dup = np.zeros((n_docs, dup_ns.shape[0]), np.int64)
@@ -1148,19 +1196,22 @@ def _ngram_stats(offsets, data, table, top_ns, dup_ns, active):
     work = np.empty((4, 1024), np.int64)
     keys = np.zeros(16, np.uint64)
     counts = np.zeros(16, np.int32)
+    seg_tokens = np.empty((1024 if seg[0] else 1, 4), np.int64)
+    wk = segment._work(256 if seg[0] else 1)
     for d in range(n_docs):
         if not active[d]:
             continue
-        n_tok, tokens = doc_tokens(data, offsets[d], offsets[d + 1], table, tokens)
+        n_tok, tokens, wk, seg_tokens, toks = doc_words(data, offsets[d], offsets[d + 1], table, tokens, seg, wk,
+                                                        seg_tokens)
         if n_tok > hashes.shape[0]:
-            hashes = np.empty(tokens.shape[0], np.uint64)
-            work = np.empty((4, tokens.shape[0]), np.int64)
+            hashes = np.empty(toks.shape[0], np.uint64)
+            work = np.empty((4, toks.shape[0]), np.int64)
         size = _table_size(n_tok)
         if size > keys.shape[0]:
             keys = np.zeros(size, np.uint64)
             counts = np.zeros(size, np.int32)
-        _token_hashes(data, tokens, n_tok, hashes)
-        _doc_ngrams(hashes, tokens[:, TOKEN_CHARS], n_tok, top_ns, dup_ns, top[d], dup[d], work, keys, counts)
+        _token_hashes(data, toks, n_tok, hashes)
+        _doc_ngrams(hashes, toks[:, TOKEN_CHARS], n_tok, top_ns, dup_ns, top[d], dup[d], work, keys, counts)
     return top, dup
 
 
@@ -1169,6 +1220,7 @@ def ngram_stats(
     top_ns: Sequence[int] = (2, 3, 4),
     dup_ns: Sequence[int] = (5, 6, 7, 8, 9, 10),
     active: np.ndarray | None = None,
+    segmentation: str = "spaces",
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Gopher's repeated n-gram measures over tokens, in characters of the tokens involved.
 
@@ -1176,17 +1228,19 @@ def ngram_stats(
     (count times length; 0 if none repeats) and ``dup[n]`` the characters of tokens covered by an
     n-gram that repeats an earlier one. An n-gram's length is the sum of its tokens' lengths. Rows
     where ``active`` is False are skipped (left 0), so callers can leave out already-dropped rows.
+    ``segmentation`` cuts words of scripts without spaces (:mod:`llmray.kernels.segment`).
     """
     top_arr = np.asarray(top_ns, dtype=np.int64)
     dup_arr = np.asarray(dup_ns, dtype=np.int64)
     if np.any(top_arr < 1) or np.any(dup_arr < 1):
         raise ValueError("n-gram sizes must be positive")
     table = char_table()
+    seg = segmenter(segmentation)
     tops, dups, start = [], [], 0
     for chunk in column_chunks(column):
         mask = (np.ones(len(chunk), np.bool_) if active is None
                 else np.ascontiguousarray(active[start:start + len(chunk)], dtype=np.bool_))
-        top, dup = _ngram_stats(*string_buffers(chunk), table, top_arr, dup_arr, mask)
+        top, dup = _ngram_stats(*string_buffers(chunk), table, top_arr, dup_arr, mask, seg)
         tops.append(top)
         dups.append(dup)
         start += len(chunk)

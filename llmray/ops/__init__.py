@@ -1,7 +1,7 @@
 """Steps of a job: one small step per concept (``base.py`` has the contract).
 
     clean/     maps that rewrite text: unicode_normalize, fix_mojibake, clean_whitespace, c4_lines,
-               pii_redact, html_to_text
+               pii_redact, html_to_text, zh_convert
     filters/   per-document decisions: length, language, gopher_quality, gopher_repetition,
                c4_quality, fineweb_quality, url_filter
     dedup.py   exact_dedup, minhash_dedup      ids.py  unique_ids      mix.py  mix
@@ -23,6 +23,7 @@ from llmray.ops.clean.c4_lines import C4Lines
 from llmray.ops.clean.html import HtmlToText
 from llmray.ops.clean.normalize import CleanWhitespace, FixMojibake, UnicodeNormalize
 from llmray.ops.clean.pii import PiiRedact
+from llmray.ops.clean.zh_convert import ZhConvert
 from llmray.ops.dedup import ExactDedup, MinhashDedup
 from llmray.ops.filters.c4_quality import C4Quality
 from llmray.ops.filters.fineweb_quality import FineWebQuality
@@ -57,5 +58,5 @@ __all__ = [
     "C4Lines", "C4Quality", "CleanWhitespace", "ExactDedup", "FilterStep", "FineWebQuality", "FixMojibake",
     "GlobalStep", "GopherQuality", "GopherRepetition", "HtmlToText", "Language", "Length", "MapStep",
     "MinhashDedup", "Mix", "PiiRedact", "PythonStep", "Step", "Tokenize", "TrainTokenizer", "UnicodeNormalize",
-    "UniqueIds", "UrlFilter", "available", "register",
+    "UniqueIds", "UrlFilter", "ZhConvert", "available", "register",
 ]

@@ -6,19 +6,24 @@ not end with terminal punctuation (or ends with ``...``), if it has fewer than 3
 mentions javascript, or if it has a cookie / terms-of-use phrase. Kept lines are stripped and joined
 by newlines; blank lines go. The document-level C4 rules are the ``c4_quality`` filter, which
 judges a page on the lines this step would keep: run it first, then this step.
+
+C4's line rules count words between spaces and were written for English: the built-in ``zh``
+profile of ``languages`` (:mod:`llmray.ops.filters._languages`) is ``skip`` (the text of Chinese rows
+is left as it is), as FineWeb-2 applies no C4 rule to any language.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.c4 import c4_lines
 from llmray.ops.base import MapStep, register
+from llmray.ops.filters._languages import SKIP, PerLanguage, take_rows
 from llmray.schema import TEXT
 
 #: Cookie and terms-of-use boilerplate phrases (C4's list, as used by datatrove).
@@ -58,14 +63,30 @@ class C4LineRules:
 
 @register
 @dataclasses.dataclass
-class C4Lines(C4LineRules, MapStep):
+class C4Lines(PerLanguage, C4LineRules, MapStep):
     """Removes the lines of each document that are not prose (menus, code, boilerplate)."""
 
     name: ClassVar[str] = "c4_lines"
     summary: ClassVar[str] = "C4 line cleanup: drop lines without end punctuation, short, javascript, policy"
+    PROFILES: ClassVar[dict[str, dict[str, Any]]] = {"zh": {"profile": SKIP}}
     _counts: Counter = dataclasses.field(default_factory=Counter, init=False, repr=False)
 
     def map(self, table: pa.Table) -> pa.Table:
+        groups = self.language_groups(table)
+        if len(groups) == 1 and groups[0][0] is self:
+            return self.rewrite(table)
+        parts = []
+        for settings, mask in groups:
+            rows = table.filter(pa.array(mask))
+            if settings is not None:
+                rows = settings.rewrite(rows)
+                if settings is not self:
+                    self._counts.update(settings.counters())
+            parts.append((rows, mask))
+        return take_rows(table, parts)
+
+    def rewrite(self, table: pa.Table) -> pa.Table:
+        """The rows with their lines cleaned by this instance's settings."""
         text, stats = self.apply_line_rules(table, sentences=False)
         self._counts["lines_kept"] += int(stats["lines_kept"].sum())
         dropped = np.zeros(table.num_rows, np.int64)

@@ -11,25 +11,33 @@ the order checked:
 
 This filter does not change the text; the ``c4_lines`` step removes the lines. FineWeb's recipe runs
 the C4 filter with ``require_terminal_punct: false`` and relies on ``fineweb_quality`` for that.
+
+C4's rules count words between spaces and were written for English: the built-in ``zh`` profile of
+``languages`` (:mod:`llmray.ops.filters._languages`) is ``skip`` (Chinese rows pass untouched), as
+FineWeb-2 does not apply the C4 filters to any language ("we do not apply the C4 filters",
+``fineweb-2-pipeline.py`` of huggingface/fineweb-2).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from llmray.ops.base import KEEP, FilterStep, register
 from llmray.ops.clean.c4_lines import C4LineRules
+from llmray.ops.filters._languages import SKIP, PerLanguage
 from llmray.ops.filters._rules import below, first_failure
 
 
 @register
 @dataclasses.dataclass
-class C4Quality(C4LineRules, FilterStep):
+class C4Quality(PerLanguage, C4LineRules, FilterStep):
     """Drops pages with placeholder text or code, or with too little prose left after C4's line rules."""
+
+    PROFILES: ClassVar[dict[str, dict[str, Any]]] = {"zh": {"profile": SKIP}}
 
     name: ClassVar[str] = "c4_quality"
     summary: ClassVar[str] = "C4 page rules: lorem ipsum, curly bracket, fewer than 5 sentences"
@@ -38,7 +46,7 @@ class C4Quality(C4LineRules, FilterStep):
     drop_curly_bracket: bool = True
     min_sentences: int | None = 5
 
-    def evaluate(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> np.ndarray:
         _, stats = self.apply_line_rules(table, text=False, sentences=False)
         failures = [
             stats["lorem_ipsum"] > 0 if self.drop_lorem_ipsum else None,

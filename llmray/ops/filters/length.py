@@ -3,12 +3,16 @@
 Characters are Unicode code points; words are the word tokens of :mod:`llmray.kernels.text`
 (punctuation marks are not words). By default only documents without a single word are dropped
 (empty, blank or punctuation-only rows); set the other bounds to suit the corpus.
+
+Word counts of scripts without spaces need ``word_segmentation`` (:mod:`llmray.kernels.segment`);
+the built-in ``zh`` profile of ``languages`` (:mod:`llmray.ops.filters._languages`) counts jieba
+words. Characters need no segmentation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -16,14 +20,17 @@ import pyarrow.compute as pc
 
 from llmray.kernels.text import char_counts, has_word, word_stats
 from llmray.ops.base import FilterStep, register
+from llmray.ops.filters._languages import PerLanguage, Segmentation
 from llmray.ops.filters._rules import above, below, first_failure
 from llmray.schema import TEXT
 
 
 @register
 @dataclasses.dataclass
-class Length(FilterStep):
+class Length(PerLanguage, FilterStep):
     """Keeps documents whose character and word counts lie within the bounds (None: no bound)."""
+
+    PROFILES: ClassVar[dict[str, dict[str, Any]]] = {"zh": {"word_segmentation": "jieba"}}
 
     name: ClassVar[str] = "length"
     summary: ClassVar[str] = "drop documents outside character / word count bounds (default: no words)"
@@ -32,8 +39,10 @@ class Length(FilterStep):
     max_chars: int | None = None
     min_words: int | None = 1
     max_words: int | None = None
+    #: How words are found: ``spaces`` (the tokenizer), ``jieba`` (Chinese), ``characters`` (fallback).
+    word_segmentation: Segmentation = "spaces"
 
-    def evaluate(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> np.ndarray:
         text = table.column(TEXT)
         chars_needed = self.min_chars is not None or self.max_chars is not None
         if self.min_words is None and self.max_words is None:
@@ -43,7 +52,7 @@ class Length(FilterStep):
             chars = char_counts(text) if chars_needed else None
             words = has_word(text).astype(np.int64) if self.min_words == 1 else None
         else:
-            stats = word_stats(text)
+            stats = word_stats(text, (), self.word_segmentation)
             chars, words = stats["chars"], stats["words"]
         return first_failure([
             None if chars is None else below(chars, self.min_chars),
