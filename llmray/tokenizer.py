@@ -55,12 +55,23 @@ def train_wordpiece(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIALS), show_progress=False
     )
     tok.train_from_iterator(texts, trainer)
+    tok.model = models.WordPiece(canonical_vocab(tok.get_vocab()), unk_token=UNK)
     cls, sep = tok.token_to_id(CLS), tok.token_to_id(SEP)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{CLS} $A {SEP}", pair=f"{CLS} $A {SEP} $B:1 {SEP}:1", special_tokens=[(CLS, cls), (SEP, sep)]
     )
     save(tok, out_dir, lowercase, max_length)
     return out_dir
+
+
+def canonical_vocab(vocab: dict[str, int]) -> dict[str, int]:
+    """The trained vocabulary numbered in sorted order after the special tokens. The trainer lists
+    the alphabet in hash order and breaks ties between merges the same way, both of which change
+    from process to process: without this, two runs on the same text number tokens differently
+    and train different models from one seed. WordPiece matches against the set of tokens, so the
+    numbering changes nothing else."""
+    rest = sorted(token for token in vocab if token not in SPECIALS)
+    return {token: i for i, token in enumerate([*SPECIALS, *rest])}
 
 
 def save(tok: Tokenizer, out_dir: Path, lowercase: bool, max_length: int) -> None:
@@ -86,10 +97,18 @@ def save(tok: Tokenizer, out_dir: Path, lowercase: bool, max_length: int) -> Non
 
 @functools.lru_cache(maxsize=4)
 def load(path: str) -> Tokenizer:
-    """A tokenizer directory (tokenizer.json, or a BERT vocab.txt) as a fast tokenizer, once per process."""
+    """A tokenizer directory (tokenizer.json, or a BERT vocab.txt) as a fast tokenizer, once per process.
+
+    Padding and truncation saved in a tokenizer.json (sentence-transformers models save ``Fixed: 128``
+    padding and 128-token truncation) are switched off: ``encode`` must give each text's own tokens,
+    all of them; rows are cut and padded here (``truncate``, ``pack``), with the attention mask over
+    the real tokens only."""
     directory = Path(path)
     if (directory / "tokenizer.json").is_file():
-        return Tokenizer.from_file(str(directory / "tokenizer.json"))
+        tok = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        tok.no_padding()
+        tok.no_truncation()
+        return tok
     if (directory / "vocab.txt").is_file():
         from tokenizers.implementations import BertWordPieceTokenizer
 

@@ -149,7 +149,6 @@ def train(
         optimizer.load_state_dict(trainer_state["optimizer"])
         schedule.load_state_dict(trainer_state["schedule"])
         step, samples = state["step"], state["samples"]
-    torch.manual_seed(spec.seed + 7919 * step + rank)  # dropout: a resumed run does not replay it
     saved_at, evaluated_at = step, -1
     window, last = _Window(device), {}
     started = tick = time.perf_counter()
@@ -200,6 +199,10 @@ def train(
         if batch is None:
             break
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        if micro % spec.grad_accum == 0:
+            # Dropout seeded by step: a run resumed from a checkpoint (or restarted after a lost
+            # worker) draws the masks an uninterrupted run draws, so both end with the same model.
+            torch.manual_seed(spec.seed + 7919 * step + rank)
         micro += 1
         stepping = micro % spec.grad_accum == 0
         with net.no_sync() if world > 1 and not stepping else contextlib.nullcontext():

@@ -8,12 +8,17 @@ Ray Train costs ~15 s per fit() here, so the whole module shares one pretraining
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import math
+import os
 import random
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -82,31 +87,39 @@ def labeled(n: int, seed: int) -> list[dict]:
     return rows
 
 
+def mlm_job(tmp: Path, out: Path, **overrides) -> Path:
+    """30 steps of MLM on 2 workers, evaluated and checkpointed every 15."""
+    return write_job(
+        tmp / "mlm.yaml",
+        **{
+            "task": "mlm",
+            "data": CORPUS,
+            "eval_fraction": 0.05,
+            "output": str(out),
+            "model": {"config": TINY},
+            "tokenizer": {"vocab_size": 1000},
+            "seq_len": 64,
+            "batch_size": 16,
+            "max_steps": 30,
+            "optimizer": {"lr": 3e-3},
+            "schedule": {"warmup_steps": 3},
+            "log_every": 3,
+            "eval_every": 15,
+            "eval_batches": 4,
+            "checkpoint_every": 15,
+            "num_workers": 2,
+            "shuffle_buffer": 200,
+            **overrides,
+        },
+    )
+
+
 @pytest.fixture(scope="module")
 def mlm_run(ray_session, tmp_path_factory):
     """Pretrain 30 steps on 2 workers, note what is there, then --resume to 40 steps."""
     tmp = tmp_path_factory.mktemp("mlm")
     out = tmp / "run"
-    job = write_job(
-        tmp / "mlm.yaml",
-        task="mlm",
-        data=CORPUS,
-        eval_fraction=0.05,
-        output=str(out),
-        model={"config": TINY},
-        tokenizer={"vocab_size": 1000},
-        seq_len=64,
-        batch_size=16,
-        max_steps=30,
-        optimizer={"lr": 3e-3},
-        schedule={"warmup_steps": 3},
-        log_every=3,
-        eval_every=15,
-        eval_batches=4,
-        checkpoint_every=15,
-        num_workers=2,
-        shuffle_buffer=200,
-    )
+    job = mlm_job(tmp, out)
     assert cli("train", job, "--num-workers", "2") == 0
     first = {
         "metrics": records(out / "metrics.jsonl"),
@@ -141,6 +154,62 @@ def test_resume_continues_the_step_count(mlm_run):
     assert after[-2]["samples"] == 40 * 16 * 2  # every step saw 2 workers x 16 rows, none replayed
     assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_000030", "step_000040"]
     assert json.loads((out / "model" / "llmray.json").read_text())["steps"] == 40
+
+
+def weights(checkpoint: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(checkpoint / "model.safetensors")
+
+
+def train_workers() -> list:
+    """This session's Ray Train worker processes (Ray titles them after the actor class)."""
+    import psutil
+
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "RayTrainWorker" in " ".join(proc.cmdline()):
+                found.append(proc)
+    return found
+
+
+def test_a_lost_worker_resumes_from_the_checkpoint_and_ends_with_the_same_model(mlm_run, tmp_path, monkeypatch):
+    """Kill a Ray Train worker once Ray has registered the step-15 checkpoint: with max_failures
+    the worker group restarts from that checkpoint, replays the data from where it stood, and ends
+    at step 30 with the weights of the uninterrupted run (mlm_run's step-30 checkpoint), bit for bit."""
+    import torch
+
+    # Ray registers a reported checkpoint when it next polls the workers (every 2 s by default);
+    # polled faster here, so that the kill lands after the registration and before the end.
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    reference, _ = mlm_run
+    out = tmp_path / "run"
+    job = mlm_job(tmp_path, out, max_failures=1)
+    killed: list[int] = []
+
+    def kill_one_after_the_checkpoint() -> None:
+        snapshot = out / "checkpoints" / "checkpoint_manager_snapshot.json"
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                if "step_000015" in snapshot.read_text():
+                    workers = train_workers()
+                    os.kill(workers[-1].pid, signal.SIGKILL)
+                    killed.append(workers[-1].pid)
+                    return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_one_after_the_checkpoint, daemon=True)
+    killer.start()
+    assert cli("train", job) == 0
+    killer.join(timeout=1)
+    assert killed, "the run ended before a worker could be killed"
+    steps = [r["step"] for r in records(out / "metrics.jsonl") if "loss" in r]
+    assert steps.count(3) == 1 and steps[-1] == 30  # resumed from step 15, not from the start
+    ours, theirs = weights(out / "checkpoints" / "step_000030"), weights(reference / "checkpoints" / "step_000030")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_exported_model_loads_with_from_pretrained(mlm_run):
