@@ -280,6 +280,16 @@ def evaluate(
     }
 
 
+def progress_line(record: dict[str, Any], total_steps: int) -> str:
+    """A metrics record as the terminal shows it: ``step 10/300  loss 6.9 samples_per_s 410 ...``."""
+    shown = " ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in record.items()
+        if k not in ("step", "samples", "tokens")
+    )
+    return f"step {record['step']}/{total_steps}  {shown}"
+
+
 class MetricsLog:
     """Appends each record to ``metrics.jsonl`` (one JSON object a line) and prints a short line.
 
@@ -307,12 +317,7 @@ class MetricsLog:
             if time.monotonic() - self.uploaded >= self.UPLOAD_S:
                 self.flush()
         if self.echo:
-            shown = " ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in record.items()
-                if k not in ("step", "samples", "tokens")
-            )
-            print(f"step {record['step']}/{self.total_steps}  {shown}", flush=True)
+            print(progress_line(record, self.total_steps), flush=True)
 
     def flush(self) -> None:
         if not self.storage.local:
@@ -334,15 +339,17 @@ def run_loop(
     device: torch.device,
     rank: int,
     start: Path | None,
+    echo: bool = True,
 ) -> dict[str, Any]:
-    """Train from ``start`` (a checkpoint directory) or from the plan's model, on one worker."""
+    """Train from ``start`` (a checkpoint directory) or from the plan's model, on one worker;
+    ``echo``: rank 0 prints each metrics record (off on Ray, where the driver prints them)."""
     spec = plan.spec
     if start is not None:
         model, resume = load(spec.task, start), load_trainer_state(start)
     else:
         model, resume = plan.new_model(), None
     stream = BatchStream(epoch_batches, plan.epochs, resume[1]["data"] if resume else None)
-    log = MetricsLog(plan.output_storage(), METRICS, plan.total_steps) if rank == 0 else None
+    log = MetricsLog(plan.output_storage(), METRICS, plan.total_steps, echo=echo) if rank == 0 else None
 
     def logged_checkpoint(step: int, save: Callable[[Path], None], metrics: dict[str, Any]) -> None:
         if log is not None:

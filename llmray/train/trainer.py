@@ -17,9 +17,12 @@ multi-node cluster, a shared filesystem).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +35,11 @@ from ray.train import Checkpoint, CheckpointConfig, DataConfig, FailureConfig, R
 from ray.train.torch import TorchTrainer
 
 from llmray.errors import UserError
+from llmray.io.storage import Storage
 from llmray.train import transfer
 from llmray.train.data import Collate, ray_dataset, seed_for
 from llmray.train.export import export
-from llmray.train.loop import EVAL_SEED, fresh_metrics, run_loop
+from llmray.train.loop import EVAL_SEED, METRICS, fresh_metrics, progress_line, run_loop
 from llmray.train.plan import Plan
 
 
@@ -83,7 +87,8 @@ def fit(plan: Plan, address: str | None = None) -> dict[str, Any]:
         dataset_config=DataConfig(execution_options=ingest),
     )
     try:
-        result = trainer.fit()
+        with echo_metrics(plan.output_storage(), METRICS, plan.total_steps):
+            result = trainer.fit()
     except ray.train.WorkerGroupError as exc:
         causes = list(exc.worker_failures.values())
         user = next((c for c in causes if isinstance(c, UserError)), None)
@@ -97,6 +102,44 @@ def fit(plan: Plan, address: str | None = None) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 2),
         "startup_s": round(startup_s, 2),
     }
+
+
+@contextlib.contextmanager
+def echo_metrics(storage: Storage, name: str, total_steps: int, every_s: float = 1.0) -> Iterator[None]:
+    """Print the metrics rank 0 writes, as they arrive, from the driver: the workers' own output
+    stays in Ray's logs (with Ray's noise), and each line is printed once. For a URL output the
+    file arrives as rank 0 uploads it (every 30 s and at each checkpoint)."""
+    stop = threading.Event()
+    shown = 0
+
+    def lines() -> list[str]:
+        try:
+            text = storage.get(name).decode("utf-8", "replace") if storage.exists(name) else ""
+        except OSError:
+            return []
+        return text.splitlines(keepends=True)
+
+    def show() -> None:
+        nonlocal shown
+        complete = [line for line in lines() if line.endswith("\n")]
+        for line in complete[shown:]:
+            with contextlib.suppress(ValueError, KeyError):
+                print(progress_line(json.loads(line), total_steps), flush=True)
+        shown = max(shown, len(complete))
+
+    def watch() -> None:
+        while not stop.wait(every_s):
+            show()
+
+    shown = len(lines())  # a resumed run's earlier records were printed by its own run
+    thread = threading.Thread(target=watch, name="llmray-metrics", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        show()
 
 
 def worker_resources(workers: int, use_gpu: bool, given: dict[str, float], cpus: int) -> dict[str, float]:
@@ -158,11 +201,12 @@ def _worker(config: dict[str, Any]) -> None:
         _checkpoint(plan.resume_from, spec.storage_options) if plan.resume_from else None
     )
     if start is None:
-        run_loop(plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=None)
+        run_loop(plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=None, echo=False)
         return
     with start.as_directory() as directory:
         run_loop(
-            plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=Path(directory)
+            plan, epoch_batches, eval_batches, checkpoint, device=device, rank=rank, start=Path(directory),
+            echo=False,
         )
 
 
