@@ -146,7 +146,7 @@ def llmray_decisions(ops: Sequence[FilterStep], texts: list[str], rows: int) -> 
     out: Decisions = {op.name: [] for op in ops}
     for table in batches(texts, rows):
         for op in ops:
-            out[op.name] += [None if c == KEEP else op.reasons[c] for c in op.evaluate(table)]
+            out[op.name] += [None if c == KEEP else op.reasons[c] for c in op.codes(table)]
     return out
 
 

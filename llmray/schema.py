@@ -18,6 +18,9 @@ SOURCE = "source"
 REASON = "reason"
 #: Rejects of a duplicate: the id of the document kept in its place.
 DUPLICATE_OF = "duplicate_of"
+#: Rejects of a threshold rule: what the rule measured on the document, and the limit it failed.
+VALUE = "value"
+THRESHOLD = "threshold"
 #: A document's number within its unit of intermediate data; internal, never written to data/.
 ROW = "__row"
 

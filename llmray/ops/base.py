@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from llmray import params
 from llmray.decisions import ChunkContext, Decision, GlobalContext, Sidecar
 from llmray.io.storage import Storage
-from llmray.schema import ID, REASON, TEXT
+from llmray.schema import ID, REASON, TEXT, THRESHOLD, VALUE
 
 KEEP = -1
 
@@ -138,6 +138,33 @@ class MapStep(Step):
 
 
 @dataclasses.dataclass
+class Verdict:
+    """A filter's decision on a batch: a reason code per row and, for threshold rules, what the
+    failed rule measured on the row and its limit (NaN where nothing was measured or kept)."""
+
+    codes: np.ndarray
+    value: np.ndarray | None = None
+    threshold: np.ndarray | None = None
+
+    def measured(self, rows: np.ndarray) -> list[pa.Array]:
+        """The ``value`` and ``threshold`` columns of the given rows (null where not measured)."""
+        out = []
+        for values in (self.value, self.threshold):
+            picked = np.full(int(rows.sum()) if rows.dtype == bool else len(rows), np.nan) if values is None \
+                else np.asarray(values, np.float64)[rows]
+            out.append(pa.array(picked, pa.float64(), mask=np.isnan(picked)))
+        return out
+
+
+def with_measures(table: pa.Table, value: pa.Array, threshold: pa.Array) -> pa.Table:
+    """``table`` with ``value`` and ``threshold`` columns (replacing any it had)."""
+    for name, column in ((VALUE, value), (THRESHOLD, threshold)):
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, name, column) if at >= 0 else table.append_column(name, column)
+    return table
+
+
+@dataclasses.dataclass
 class FilterStep(Step):
     """Decides per row. Subclasses implement ``evaluate`` and list their rule names in ``reasons``."""
 
@@ -145,27 +172,36 @@ class FilterStep(Step):
     #: Keep every row and write the drop reason into a ``reason`` column instead (for tuning).
     annotate: bool = dataclasses.field(default=False, kw_only=True)
 
-    def evaluate(self, table: pa.Table) -> np.ndarray:
-        """Return an int array, one entry per row: ``KEEP`` (-1) or the index of the failed rule."""
+    def evaluate(self, table: pa.Table) -> np.ndarray | Verdict:
+        """Return an int array, one entry per row: ``KEEP`` (-1) or the index of the failed rule;
+        or a ``Verdict`` with those codes and what the failed rules measured."""
         raise NotImplementedError
 
     def reason_names(self) -> list[str]:
         return [f"{self.name}.{rule}" for rule in self.reasons]
 
+    def verdict(self, table: pa.Table) -> Verdict:
+        result = self.evaluate(table)
+        verdict = result if isinstance(result, Verdict) else Verdict(result)
+        verdict.codes = np.asarray(verdict.codes, dtype=np.int16)
+        if len(verdict.codes) != table.num_rows:
+            raise RuntimeError(f"{self.name}: evaluate returned {len(verdict.codes)} codes for {table.num_rows} rows")
+        return verdict
+
     def codes(self, table: pa.Table) -> np.ndarray:
-        codes = np.asarray(self.evaluate(table), dtype=np.int16)
-        if len(codes) != table.num_rows:
-            raise RuntimeError(f"{self.name}: evaluate returned {len(codes)} codes for {table.num_rows} rows")
-        return codes
+        return self.verdict(table).codes
 
     def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
-        """Apply the decision: (kept rows, dropped rows, reason code of each dropped row)."""
-        codes = self.codes(table)
+        """Apply the decision: (kept rows, dropped rows with the ``value`` and ``threshold`` that
+        decided, reason code of each dropped row)."""
+        verdict = self.verdict(table)
+        codes = verdict.codes
         keep = codes == KEEP
         if keep.all():
             return table, table.slice(0, 0), codes[:0]
         mask = pa.array(keep)
-        return table.filter(mask), table.filter(pc.invert(mask)), codes[~keep]
+        dropped = with_measures(table.filter(pc.invert(mask)), *verdict.measured(~keep))
+        return table.filter(mask), dropped, codes[~keep]
 
     def transform(self, table: pa.Table) -> pa.Table:
         if not self.annotate:
@@ -176,14 +212,24 @@ class FilterStep(Step):
         live = (earlier.is_null().to_numpy(zero_copy_only=False) if earlier is not None
                 else np.ones(table.num_rows, bool))
         codes = np.full(table.num_rows, KEEP, np.int32)
+        value, threshold = np.full(table.num_rows, np.nan), np.full(table.num_rows, np.nan)
         if live.any():
-            codes[live] = self.codes(table.filter(pa.array(live)) if not live.all() else table)
+            verdict = self.verdict(table.filter(pa.array(live)) if not live.all() else table)
+            codes[live] = verdict.codes
+            measured = verdict.measured(np.ones(len(verdict.codes), bool))
+            value[live], threshold[live] = (m.to_numpy(zero_copy_only=False) for m in measured)
         names = pa.array(self.reason_names(), pa.string())
         column = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes == KEEP), names).cast(pa.string())
+        mine = [pa.array(v, pa.float64(), mask=np.isnan(v)) for v in (value, threshold)]
         if earlier is None:
-            return table.append_column(REASON, column)
-        merged = pc.if_else(earlier.is_null(), column, earlier)
-        return table.set_column(table.schema.get_field_index(REASON), REASON, merged)
+            return with_measures(table.append_column(REASON, column), *mine)
+        # A row an earlier step rejected keeps that step's reason and measures.
+        first = earlier.is_null()
+        merged = pc.if_else(first, column, earlier)
+        table = table.set_column(table.schema.get_field_index(REASON), REASON, merged)
+        if VALUE in table.column_names:
+            mine = [pc.if_else(first, m, table.column(name)) for m, name in zip(mine, (VALUE, THRESHOLD), strict=True)]
+        return with_measures(table, *mine)
 
 
 @dataclasses.dataclass

@@ -88,7 +88,8 @@ def _what(config: dict[str, Any]) -> str:
     if name == "default":
         return "the kept documents"
     if name.startswith("rejects_"):
-        return f"documents dropped by `{name[len('rejects_'):]}`, with `reason` and `duplicate_of`"
+        return (f"documents dropped by `{name[len('rejects_'):]}`, with `reason`, `duplicate_of`, "
+                "and the `value` and `threshold` that decided")
     if name == "quarantine":
         return "records that could not be read: file, line, error, raw"
     if name.startswith("clusters_"):

@@ -124,7 +124,7 @@ def _rejects(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
                 here.add(reason)
         # samples: the first few rows of each reason of this folder, text truncated
         read = 0
-        for table in _tables(output, files, ["id", "text", "source", "reason", "duplicate_of"]):
+        for table in _tables(output, files, ["id", "text", "source", "reason", "duplicate_of", "value", "threshold"]):
             read += table.num_rows
             for row in table.to_pylist():
                 picked = found.samples.setdefault(row["reason"], [])
@@ -653,6 +653,9 @@ def _docs(n: int) -> str:
 
 def _doc(row: dict[str, Any], label: str = "", cls: str = "", reason: str = "") -> str:
     extra = f' · duplicate of <code>{_e(row["duplicate_of"])}</code>' if row.get("duplicate_of") else ""
+    if row.get("value") is not None:  # what the rule measured, against its limit
+        limit = f' (limit {row["threshold"]:.4g})' if row.get("threshold") is not None else ""
+        extra += f' · <span class="measure">measured {row["value"]:.4g}{limit}</span>'
     tag = f'<code class="why">{_e(reason.split(".", 1)[1])}</code> ' if reason else ""
     source = f' · {_e(row["source"])}' if row.get("source") else ""
     text = _e(row["text"]) if row.get("text") else "<i>(empty text)</i>"

@@ -30,7 +30,7 @@ from llmray.io.storage import Storage
 from llmray.io.writers import JsonlWriter, ShardWriter, read_shard
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, MapStep, Step
 from llmray.pipeline import stats as st
-from llmray.schema import DUPLICATE_OF, ID, REASON, ROW, SOURCE, TEXT, row_bytes, text_bytes
+from llmray.schema import DUPLICATE_OF, ID, REASON, ROW, SOURCE, TEXT, THRESHOLD, VALUE, row_bytes, text_bytes
 
 READ_BATCH_ROWS = 8192
 
@@ -286,7 +286,8 @@ def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: _Reje
 
 def _drop(step: FilterStep | MapStep, stage: str, dropped: pa.Table, codes: np.ndarray, counts: dict,
           rejects: _Rejects | None) -> None:
-    """Count dropped rows by reason and keep them in rejects/ (reason, and duplicate_of or null)."""
+    """Count dropped rows by reason and keep them in rejects/: reason, duplicate_of (dedup), and
+    the value and threshold of the rule that decided (threshold rules), null where they do not apply."""
     if dropped.num_rows == 0:
         return
     names = np.array(step.reason_names(), dtype=object)[codes]
@@ -296,8 +297,9 @@ def _drop(step: FilterStep | MapStep, stage: str, dropped: pa.Table, codes: np.n
         st.add_dropped(counts, str(reason), int(pick.sum()), int(sizes[pick].sum()))
     if rejects is not None:
         gone = dropped.drop_columns([c for c in (ROW, REASON) if c in dropped.column_names])
-        if DUPLICATE_OF not in gone.column_names:
-            gone = gone.append_column(DUPLICATE_OF, pa.nulls(gone.num_rows, pa.string()))
+        for name, kind in ((DUPLICATE_OF, pa.string()), (VALUE, pa.float64()), (THRESHOLD, pa.float64())):
+            if name not in gone.column_names:  # one schema for every step's rejects
+                gone = gone.append_column(name, pa.nulls(gone.num_rows, kind))
         rejects.write(stage, gone.append_column(REASON, pa.array(names.tolist(), pa.string())))
 
 

@@ -27,7 +27,7 @@ from tests.helpers import ENGLISH, table
 
 
 def reasons(op, texts: list[str]) -> list[str | None]:
-    codes = op.evaluate(table(texts))
+    codes = op.codes(table(texts))
     return [None if c == KEEP else op.reasons[c] for c in codes]
 
 
@@ -351,12 +351,44 @@ def test_fineweb_newlines_per_word():
 
 def test_filters_accept_large_string_and_chunked_columns():
     texts = [prose(60), "", ENGLISH]
-    expected = GopherQuality().evaluate(table(texts))
+    expected = GopherQuality().codes(table(texts))
     big = pa.table({"text": pa.array(texts, pa.large_string())})
     chunked = pa.table({"text": pa.chunked_array([texts[:1], texts[1:]])})
     for op in (GopherQuality(),):
-        assert np.array_equal(op.evaluate(big), expected)
-        assert np.array_equal(op.evaluate(chunked), expected)
+        assert np.array_equal(op.codes(big), expected)
+        assert np.array_equal(op.codes(chunked), expected)
     kept, dropped, codes = GopherQuality().split(table(texts))
     assert kept.num_rows == np.count_nonzero(expected == KEEP)
     assert codes.tolist() == expected[expected != KEEP].tolist()
+
+
+def test_a_drop_says_what_decided_it_value_and_threshold():
+    """Rejects carry what the failed rule measured and its limit; a kept row, or a rule that is
+    not a threshold, carries none."""
+    texts = ["one two three", " ".join(unique_words(25)), "one two three four five six seven"]
+    step = Length(min_words=5, max_words=20)
+    kept, dropped, codes = step.split(table(texts))
+    assert kept.column("text").to_pylist() == [texts[2]]
+    assert [step.reasons[c] for c in codes] == ["too_few_words", "too_many_words"]
+    assert dropped.column("value").to_pylist() == [3.0, 25.0]
+    assert dropped.column("threshold").to_pylist() == [5.0, 20.0]
+    _, dropped, codes = FineWebQuality().split(table(["   "]))
+    assert [FineWebQuality.reasons[c] for c in codes] == ["empty"]
+    assert dropped.column("value").to_pylist() == [None]  # a rule without a measure
+
+
+def test_annotate_keeps_every_row_with_reason_value_and_threshold_and_the_first_drop_wins():
+    texts = ["one two three", "one two three four five six seven", "a b c d e f g h i j k l"]
+    first = Length(min_words=5, annotate=True).transform(table(texts))
+    both = Length(max_words=10, annotate=True).transform(first)
+    assert both.column("reason").to_pylist() == ["length.too_few_words", None, "length.too_many_words"]
+    assert both.column("value").to_pylist() == [3.0, None, 12.0]
+    assert both.column("threshold").to_pylist() == [5.0, None, 10.0]
+
+
+def test_per_language_settings_report_their_own_thresholds():
+    t = table(["一 二 三", "one two three"]).append_column("language", pa.array(["zh", "en"]))
+    step = Length(min_words=5, languages={"zh": {"min_words": 4}})
+    _, dropped, _ = step.split(t)
+    assert dropped.column("threshold").to_pylist() == [4.0, 5.0]
+    assert dropped.column("value").to_pylist() == [3.0, 3.0]

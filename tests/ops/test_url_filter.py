@@ -13,7 +13,7 @@ from llmray.ops.filters.url import UrlFilter
 
 
 def reasons(op: UrlFilter, urls: list[str | None]) -> list[str]:
-    codes = op.evaluate(pa.table({"text": ["page"] * len(urls), "url": pa.array(urls, pa.string())}))
+    codes = op.codes(pa.table({"text": ["page"] * len(urls), "url": pa.array(urls, pa.string())}))
     return ["keep" if c == KEEP else op.reasons[c] for c in codes]
 
 
@@ -61,7 +61,7 @@ def test_missing_urls_pass_by_default_and_can_be_dropped():
 
 def test_a_batch_without_the_url_column_says_how_to_get_it():
     with pytest.raises(UserError, match="keep_fields"):
-        UrlFilter(blocked_words=["x"]).evaluate(pa.table({"text": ["t"]}))
+        UrlFilter(blocked_words=["x"]).codes(pa.table({"text": ["t"]}))
 
 
 def test_counts_per_reason_over_a_multi_chunk_batch_with_a_null_url_column():

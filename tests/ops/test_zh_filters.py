@@ -61,7 +61,7 @@ def zh_table(texts: list[str], languages: list[str] | None = None) -> pa.Table:
 
 
 def reasons(op, texts, languages=None):
-    codes = op.evaluate(zh_table(texts, languages))
+    codes = op.codes(zh_table(texts, languages))
     return [None if c == KEEP else op.reasons[c] for c in codes]
 
 
@@ -115,8 +115,8 @@ def test_a_skipping_profile_refuses_settings():
 def test_languages_need_the_language_column():
     table = pa.table({"id": ["a"], "text": [prose(60)]})
     with pytest.raises(UserError, match="run the `language` step before this one"):
-        GopherQuality(languages=["zh"]).evaluate(table)
-    assert GopherQuality().evaluate(table).tolist() == [GopherQuality().reasons.index("mean_word_too_short")]
+        GopherQuality(languages=["zh"]).codes(table)
+    assert GopherQuality().codes(table).tolist() == [GopherQuality().reasons.index("mean_word_too_short")]
 
 
 def test_each_row_is_judged_with_the_settings_of_its_language():
@@ -311,6 +311,6 @@ def test_shipped_chinese_prose_passes_the_zh_profiles_and_fails_the_english_rule
         zh = [GopherRepetition(languages=["zh"]), GopherQuality(languages=["zh"]), FineWebQuality(languages=["zh"])]
         kept = np.ones(len(docs), bool)
         for op in zh:
-            kept &= op.evaluate(table) == KEEP
+            kept &= op.codes(table) == KEEP
         assert kept.mean() >= 0.9, kept.mean()
-        assert (GopherQuality().evaluate(table) != KEEP).mean() >= 0.9  # the issue: English rules drop it
+        assert (GopherQuality().codes(table) != KEEP).mean() >= 0.9  # the issue: English rules drop it

@@ -148,6 +148,19 @@ def test_samples_are_real_rejects_of_their_reason(run):
     assert set(shown) == {r for r, n in stats["dropped"].items() if n}
     assert all(1 <= len(ids) <= min(3, stats["dropped"][r]) for r, ids in shown.items()), shown
     assert "web-broken" not in rejects and "web-broken" in page  # the unreadable line, from quarantine/
+    # each sample says what its rule measured, against which limit, as rejects/ has it
+    measured = {r["id"]: r for r in pq.read_table(out / "rejects", columns=["id", "value", "threshold"]).to_pylist()}
+    with_value = 0
+    for doc_id, _ in samples:
+        meta = re.search(rf'data-id="{re.escape(doc_id)}"[^>]*><div class="meta">(.*?)</div>', page).group(1)
+        row = measured[doc_id]
+        if row["value"] is None:
+            assert "measured" not in meta
+            continue
+        with_value += 1
+        limit = f" (limit {row['threshold']:.4g})" if row["threshold"] is not None else ""
+        assert f"measured {row['value']:.4g}{limit}" in meta, meta
+    assert with_value > 0
 
 
 def test_dedup_view_pairs_kept_and_replaced_documents(run):

@@ -61,6 +61,9 @@ def test_pipeline_writes_data_stats_report_and_rejects(ray_session, corpus, tmp_
     rejects = pq.read_table(out / "rejects")
     assert sorted(rejects.column("id").to_pylist()) == sorted(f"fr{i}" for i in range(10))
     assert set(rejects.column("reason").to_pylist()) == {"language.other_language"}
+    # what decided: the score of the language found (French); other_language has no threshold
+    assert all(0 < v <= 1 for v in rejects.column("value").to_pylist())
+    assert rejects.column("threshold").null_count == rejects.num_rows
     on_disk = json.loads((out / "stats.json").read_text())
     assert on_disk["docs_out"] == 40 and on_disk["sources"]["default"]["docs_out"] == 40
     report = (out / "report.html").read_text()

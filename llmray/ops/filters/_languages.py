@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from llmray import params
 from llmray.errors import UserError
-from llmray.ops.base import KEEP
+from llmray.ops.base import KEEP, Verdict
 
 #: The column the ``language`` step writes (``llmray.ops.filters.language.LANGUAGE``).
 LANGUAGE = "language"
@@ -125,18 +125,21 @@ class PerLanguage:
             groups.append((self, rest))
         return groups
 
-    def evaluate(self, table: pa.Table) -> np.ndarray:
-        """Reason codes, each row judged with the settings of its language."""
+    def evaluate(self, table: pa.Table) -> Verdict:
+        """Reason codes (and measures), each row judged with the settings of its language."""
         groups = self.language_groups(table)
         if len(groups) == 1 and groups[0][0] is self:
             return self.judge(table)
-        codes = np.full(table.num_rows, KEEP, np.int16)
+        rows = table.num_rows
+        merged = Verdict(np.full(rows, KEEP, np.int16), np.full(rows, np.nan), np.full(rows, np.nan))
         for settings, mask in groups:
             if settings is not None:
-                codes[mask] = settings.judge(table.filter(pa.array(mask)))
-        return codes
+                part = settings.judge(table.filter(pa.array(mask)))
+                merged.codes[mask] = part.codes
+                merged.value[mask], merged.threshold[mask] = part.value, part.threshold
+        return merged
 
-    def judge(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> Verdict:
         raise NotImplementedError
 
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-import numpy as np
 import pyarrow as pa
 
-from llmray.ops.base import KEEP, FilterStep, register
+from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.ops.clean.c4_lines import C4LineRules
 from llmray.ops.filters._languages import SKIP, PerLanguage
-from llmray.ops.filters._rules import below, first_failure
+from llmray.ops.filters._rules import below, first_failure, verdict
 
 
 @register
@@ -46,7 +45,7 @@ class C4Quality(PerLanguage, C4LineRules, FilterStep):
     drop_curly_bracket: bool = True
     min_sentences: int | None = 5
 
-    def judge(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> Verdict:
         _, stats = self.apply_line_rules(table, text=False, sentences=False)
         failures = [
             stats["lorem_ipsum"] > 0 if self.drop_lorem_ipsum else None,
@@ -62,4 +61,4 @@ class C4Quality(PerLanguage, C4LineRules, FilterStep):
                 _, counted = self.apply_line_rules(table.filter(pa.array(exact)), text=False)
                 sentences[exact] = counted["sentences"]
             failures[2] = below(sentences, self.min_sentences)
-        return first_failure(failures, table.num_rows)
+        return verdict(failures, table.num_rows)

@@ -29,13 +29,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.text import chunk_counts, line_stats, word_stats
-from llmray.ops.base import KEEP, FilterStep, register
+from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.ops.filters._languages import PerLanguage, Segmentation
-from llmray.ops.filters._rules import above, below, first_failure, ratio
+from llmray.ops.filters._rules import above, below, first_failure, ratio, verdict
 from llmray.schema import TEXT
 
 
@@ -62,7 +61,7 @@ class FineWebQuality(PerLanguage, FilterStep):
     #: How tokens are found: ``spaces`` (the tokenizer), ``jieba`` (Chinese), ``characters`` (fallback).
     word_segmentation: Segmentation = "spaces"
 
-    def judge(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> Verdict:
         text = table.column(TEXT)
         lines = line_stats(text, self.short_line_chars, cjk=self.word_segmentation != "spaces")
         n_lines = lines["lines"]
@@ -86,4 +85,4 @@ class FineWebQuality(PerLanguage, FilterStep):
             if exact.any():
                 tokens[exact] = word_stats(text.filter(pa.array(exact)), (), self.word_segmentation)["tokens"]
             failures[-1] = above(ratio(newlines, tokens), self.max_newlines_per_word)
-        return first_failure(failures, table.num_rows)
+        return verdict(failures, table.num_rows)

@@ -43,13 +43,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.text import line_stats, word_stats
-from llmray.ops.base import KEEP, FilterStep, register
+from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.ops.filters._languages import PerLanguage, Segmentation
-from llmray.ops.filters._rules import above, below, first_failure, ratio
+from llmray.ops.filters._rules import above, below, first_failure, ratio, verdict
 from llmray.schema import TEXT
 
 #: Gopher's stop words: a document of real English prose uses at least two of them.
@@ -92,7 +91,7 @@ class GopherQuality(PerLanguage, FilterStep):
     #: How words are found: ``spaces`` (the tokenizer), ``jieba`` (Chinese), ``characters`` (fallback).
     word_segmentation: Segmentation = "spaces"
 
-    def judge(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> Verdict:
         text = table.column(TEXT)
         words = word_stats(text, self.stop_words if self.min_stop_words is not None else (), self.word_segmentation)
         mean = ratio(words["word_chars"], words["words"])
@@ -114,4 +113,4 @@ class GopherQuality(PerLanguage, FilterStep):
             lines = line_stats(text, active=undecided, duplicates=False, cjk=self.word_segmentation != "spaces")
             failures[6] = above(ratio(lines["bullet_lines"], lines["lines"]), self.max_bullet_line_fraction)
             failures[7] = above(ratio(lines["ellipsis_lines"], lines["lines"]), self.max_ellipsis_line_fraction)
-        return first_failure(failures, table.num_rows)
+        return verdict(failures, table.num_rows)

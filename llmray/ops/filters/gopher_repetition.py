@@ -41,9 +41,9 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.kernels.text import line_stats, ngram_stats
-from llmray.ops.base import KEEP, FilterStep, register
+from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.ops.filters._languages import PerLanguage, Segmentation
-from llmray.ops.filters._rules import above, first_failure, ratio
+from llmray.ops.filters._rules import above, first_failure, ratio, verdict
 from llmray.schema import TEXT
 
 TOP_NGRAMS = (2, 3, 4)
@@ -89,7 +89,7 @@ class GopherRepetition(PerLanguage, FilterStep):
                 raise ValueError(f"{field}: n must be one of {list(allowed)}, got {sorted(unknown)}")
         super().__post_init__()
 
-    def judge(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> Verdict:
         text = table.column(TEXT)
         lines = line_stats(text)
         chars = lines["chars"]
@@ -110,4 +110,4 @@ class GopherRepetition(PerLanguage, FilterStep):
                 failures[self.reasons.index(f"top_{n}gram_too_frequent")] = above(ratio(top[n], chars), limit)
             for n, limit in dup_limits.items():
                 failures[self.reasons.index(f"too_many_duplicate_{n}grams")] = above(ratio(dup[n], chars), limit)
-        return first_failure(failures, table.num_rows)
+        return verdict(failures, table.num_rows)

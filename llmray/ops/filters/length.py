@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llmray.kernels.text import char_counts, has_word, word_stats
-from llmray.ops.base import FilterStep, register
+from llmray.ops.base import FilterStep, Verdict, register
 from llmray.ops.filters._languages import PerLanguage, Segmentation
-from llmray.ops.filters._rules import above, below, first_failure
+from llmray.ops.filters._rules import above, below, verdict
 from llmray.schema import TEXT
 
 
@@ -42,7 +42,7 @@ class Length(PerLanguage, FilterStep):
     #: How words are found: ``spaces`` (the tokenizer), ``jieba`` (Chinese), ``characters`` (fallback).
     word_segmentation: Segmentation = "spaces"
 
-    def judge(self, table: pa.Table) -> np.ndarray:
+    def judge(self, table: pa.Table) -> Verdict:
         text = table.column(TEXT)
         chars_needed = self.min_chars is not None or self.max_chars is not None
         if self.min_words is None and self.max_words is None:
@@ -54,7 +54,7 @@ class Length(PerLanguage, FilterStep):
         else:
             stats = word_stats(text, (), self.word_segmentation)
             chars, words = stats["chars"], stats["words"]
-        return first_failure([
+        return verdict([
             None if chars is None else below(chars, self.min_chars),
             None if chars is None else above(chars, self.max_chars),
             None if words is None else below(words, self.min_words),
