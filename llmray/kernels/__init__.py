@@ -48,6 +48,7 @@ def compile_all(force: bool = False) -> float:
         text.line_stats(column)
         text.line_stats(column, active=np.array([True, False, True, True]), duplicates=False)
         text.ngram_stats(column)
+        text.ngram_stats(column, _limits=(1, 16, 64))  # the paths of documents of millions of tokens
         text.has_word(column)
         text.char_counts(column)
         text.chunk_counts(column)

@@ -613,23 +613,28 @@ def split_tokens(text: str, segmentation: str = "spaces") -> list[tuple[str, boo
     return [(bytes(data[a:b]).decode(), bool(kind & WORD)) for a, b, _, kind in tokens[:n]]
 
 
-@njit(cache=True, nogil=True)
-def doc_words(data, start, end, table, tokens, seg, wk, seg_tokens):
-    """All tokens of one document with segmentation ``seg`` applied (:mod:`llmray.kernels.segment`):
-    ``(count, tokens, wk, seg_tokens, words)``, ``words`` being the table that holds the result
-    (``tokens`` or ``seg_tokens``); the tables are grown when needed, so keep the returned ones for the
-    next document. With mode ``SPACES`` this is :func:`doc_tokens`."""
-    n, tokens = doc_tokens(data, start, end, table, tokens)
+#: Rows of the token table that the statistics kernels tokenize into, a batch at a time: the word
+#: and n-gram statistics of a document of any size hold this many token rows (only a chunk between
+#: spaces longer than this, in bytes, grows the table to fit it).
+BATCH_TOKENS = 8192
+
+
+@njit(cache=True, nogil=True, inline="always")
+def token_batch(data, pos, end, table, tokens, seg, wk, seg_tokens):
+    """The next tokens of ``data[pos:end]``, as many as ``tokens`` holds, with segmentation ``seg``
+    applied (:mod:`llmray.kernels.segment`): ``(count, resume, tokens, wk, seg_tokens, batch)``,
+    ``batch`` being the table that holds them (``tokens`` or ``seg_tokens``). Call again from
+    ``resume`` until it is ``end``. The tables grow only when a single chunk does not fit, so keep
+    the returned ones for the next call. A batch ends where a chunk starts, where the tokenizer
+    keeps no state: the batches of a document hold the tokens of :func:`doc_tokens`, in order."""
+    n, resume = tokenize(data, pos, end, table, tokens, 0)
+    while resume == pos and pos < end:  # one chunk longer than the table: grow it
+        tokens = np.empty((2 * tokens.shape[0] + 1024, 4), np.int64)
+        n, resume = tokenize(data, pos, end, table, tokens, 0)
     if seg[0] == 0:
-        return n, tokens, wk, seg_tokens, tokens
+        return n, resume, tokens, wk, seg_tokens, tokens
     seg_tokens, n, wk = segment_tokens(data, tokens, n, table, seg, wk, seg_tokens)
-    return n, tokens, wk, seg_tokens, seg_tokens
-
-
-@njit(cache=True, nogil=True)
-def _token_hashes(data, tokens, n, out):
-    for t in range(n):
-        out[t] = _hash_bytes(data, tokens[t, TOKEN_START], tokens[t, TOKEN_END], False)
+    return n, resume, tokens, wk, seg_tokens, seg_tokens
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,54 +721,70 @@ def _stop_slot(key, n, mask):
     return np.int64(((key * _MIX1 + np.uint64(n)) >> np.uint64(40)) & mask)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _count_words(data, toks, n, mode, stop_keys, stop_lens, stop_len, slot_mask, seen, counts):
+    """Add the tokens ``toks[:n]`` to a document's running counts ``counts`` (tokens, words,
+    word characters, alphabetic tokens, distinct stop words)."""
+    words = 0
+    word_chars = 0
+    alpha = 0
+    distinct = 0
+    for t in range(n):
+        kind = toks[t, TOKEN_FLAGS]
+        is_word = kind & WORD
+        alpha += (kind & HAS_ALPHA) != 0
+        words += is_word
+        word_chars += toks[t, TOKEN_CHARS] * is_word
+        if mode == 1:  # a table in which every stop word has a slot of its own: one probe, no branch
+            a = toks[t, TOKEN_START]
+            size = toks[t, TOKEN_END] - a
+            key = _packed_lower(data, a, a + min(size, 8))
+            k = _stop_slot(key, size, slot_mask)
+            if is_word and stop_lens[k] == size and stop_keys[k] == key and not seen[k]:
+                seen[k] = True
+                distinct += 1
+        elif mode == 2 and is_word:  # long stop words: sorted 64-bit hashes
+            a, b = toks[t, TOKEN_START], toks[t, TOKEN_END]
+            if b - a <= stop_len:
+                h = _hash_bytes(data, a, b, True)
+                k = np.searchsorted(stop_keys, h)
+                if k < stop_keys.shape[0] and stop_keys[k] == h and not seen[k]:
+                    seen[k] = True
+                    distinct += 1
+    counts[0] += n
+    counts[1] += words
+    counts[2] += word_chars
+    counts[3] += alpha
+    counts[4] += distinct
+
+
 @njit(cache=True, nogil=True)
-def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_len, mode, seg):
+def _word_stats(offsets, data, table, stop_keys, stop_lens, stop_len, mode, seg, batch):
     n_docs = offsets.shape[0] - 1
     out = np.zeros((n_docs, len(WORD_STATS)), np.int64)
-    tokens = np.empty((1024, 4), np.int64)
-    seg_tokens = np.empty((1024 if seg[0] else 1, 4), np.int64)
+    tokens = np.empty((batch, 4), np.int64)
+    seg_tokens = np.empty((batch if seg[0] else 1, 4), np.int64)
     wk = segment._work(256 if seg[0] else 1)
     seen = np.zeros(max(stop_keys.shape[0], 1), np.bool_)
     slot_mask = np.uint64(stop_keys.shape[0] - 1)
+    counts = np.zeros(5, np.int64)
     for d in range(n_docs):
         s, e = offsets[d], offsets[d + 1]
-        n, tokens, wk, seg_tokens, toks = doc_words(data, s, e, table, tokens, seg, wk, seg_tokens)
-        words = 0
-        word_chars = 0
-        alpha = 0
-        distinct = 0
         if mode:
             seen[:] = False
-        for t in range(n):
-            kind = toks[t, TOKEN_FLAGS]
-            is_word = kind & WORD
-            alpha += (kind & HAS_ALPHA) != 0
-            words += is_word
-            word_chars += toks[t, TOKEN_CHARS] * is_word
-            if mode == 1:  # a table in which every stop word has a slot of its own: one probe, no branch
-                a = toks[t, TOKEN_START]
-                size = toks[t, TOKEN_END] - a
-                key = _packed_lower(data, a, a + min(size, 8))
-                k = _stop_slot(key, size, slot_mask)
-                if is_word and stop_lens[k] == size and stop_keys[k] == key and not seen[k]:
-                    seen[k] = True
-                    distinct += 1
-            elif mode == 2 and is_word:  # long stop words: sorted 64-bit hashes
-                a, b = toks[t, TOKEN_START], toks[t, TOKEN_END]
-                if b - a <= stop_len:
-                    h = _hash_bytes(data, a, b, True)
-                    k = np.searchsorted(stop_keys, h)
-                    if k < stop_keys.shape[0] and stop_keys[k] == h and not seen[k]:
-                        seen[k] = True
-                        distinct += 1
+        counts[:] = 0
+        pos = s
+        while pos < e:  # a batch of tokens at a time: every count is a sum over tokens
+            n, pos, tokens, wk, seg_tokens, toks = token_batch(data, pos, e, table, tokens, seg, wk, seg_tokens)
+            _count_words(data, toks, n, mode, stop_keys, stop_lens, stop_len, slot_mask, seen, counts)
         chars, n_hash, ellipses, newlines = _byte_counts(data, s, e, seg[0] != 0)
         row = out[d]
         row[0] = chars
-        row[1] = n
-        row[2] = words
-        row[3] = word_chars
-        row[4] = alpha
-        row[5] = distinct
+        row[1] = counts[0]
+        row[2] = counts[1]
+        row[3] = counts[2]
+        row[4] = counts[3]
+        row[5] = counts[4]
         row[6] = n_hash
         row[7] = ellipses
         row[8] = newlines
@@ -799,17 +820,18 @@ def _stop_words(stop_words: Iterable[str]) -> tuple[np.ndarray, np.ndarray, int,
 
 
 def word_stats(column: pa.Array | pa.ChunkedArray, stop_words: Iterable[str] = (),
-               segmentation: str = "spaces") -> dict[str, np.ndarray]:
+               segmentation: str = "spaces", *, _batch: int = BATCH_TOKENS) -> dict[str, np.ndarray]:
     """Per-row word counts (int64 arrays named as in ``WORD_STATS``).
 
     chars: characters; tokens: all tokens; words: word tokens; word_chars: characters in words;
     alpha_tokens: tokens with a letter; stop_words: distinct ``stop_words`` present as words (ASCII
     case folded); hashes: ``#`` characters; ellipses: ``...`` (non-overlapping) plus ``…`` (a run
-    of ``…`` counts half, ``……`` once, when segmenting); newlines: ``\\n`` characters. ``segmentation`` cuts words of
-    scripts without spaces (:mod:`llmray.kernels.segment`).
+    of ``…`` counts half, ``……`` once, when segmenting); newlines: ``\\n`` characters.
+    ``segmentation`` cuts words of scripts without spaces (:mod:`llmray.kernels.segment`). Documents
+    are tokenized ``_batch`` token rows at a time (memory does not grow with a document's size).
     """
     return _columns(_per_chunk(column, _word_stats, char_table(), *_stop_words(stop_words),
-                               segmenter(segmentation)), WORD_STATS)
+                               segmenter(segmentation), _batch), WORD_STATS)
 
 
 @njit(cache=True, nogil=True)
@@ -1110,38 +1132,69 @@ def line_stats(column: pa.Array | pa.ChunkedArray, short_line_chars: int = 30, a
 # Repeated n-grams (Gopher repetition)
 
 
-@njit(cache=True, nogil=True)
-def _doc_ngrams(hashes, lens, n_tok, top_ns, dup_ns, top_out, dup_out, work, keys, counts):
-    """Gopher's n-gram measures of one document, sizes 1..max(n) level by level.
+#: Limits of the n-gram kernel (tests set them small to take every path on small documents):
+#: token rows per batch (``BATCH_TOKENS``); the tokens up to which a document's n-gram table has
+#: room for every position at once (a document with more starts with room for that many distinct
+#: grams and doubles the table when its grams are more varied); the bytes over which a document is
+#: tokenized twice, once to count its tokens and once to hash them into arrays of exactly that
+#: size (smaller ones grow the arrays as they go).
+NGRAM_LIMITS = (BATCH_TOKENS, 1 << 20, 1 << 22)
 
-    An n-gram that occurs twice starts with an (n-1)-gram that occurs twice, so each level only
-    looks at the positions whose previous-level gram repeats: on ordinary text a few percent of
-    the positions reach n = 5. ``work`` has rows (gram hash, gram characters, table slot, position)
-    and at least ``n_tok`` columns; ``keys``/``counts`` hold at least ``_table_size(n_tok)`` slots.
-    """
+
+@njit(cache=True, nogil=True, inline="always")
+def _level_columns(top_ns, dup_ns, n):
+    """The columns of n-gram size ``n`` in the top and dup outputs (-1: not asked for)."""
+    top_k = -1
+    for k in range(top_ns.shape[0]):
+        if top_ns[k] == n:
+            top_k = k
+    dup_k = -1
+    for k in range(dup_ns.shape[0]):
+        if dup_ns[k] == n:
+            dup_k = k
+    return top_k, dup_k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _max_n(top_ns, dup_ns):
     max_n = 0
     for n in top_ns:
         max_n = max(max_n, n)
     for n in dup_ns:
         max_n = max(max_n, n)
-    gram = work[0].view(np.uint64)
-    chars = work[1]
-    slots = work[2]
-    where = work[3]
+    return max_n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _repeating(where, slots, counts, k):
+    """Keep in ``where`` the ``k`` positions whose gram occurs at least twice; returns their count."""
+    live = 0
+    for c in range(k):
+        if counts[slots[c]] >= 2:
+            where[live] = where[c]
+            live += 1
+    return live
+
+
+@njit(cache=True, nogil=True)
+def _doc_ngrams(hashes, lens, n_tok, top_ns, dup_ns, top_out, dup_out, gram, where, slots, keys, counts):
+    """Gopher's n-gram measures of one document, sizes 1..max(n) level by level.
+
+    An n-gram that occurs twice starts with an (n-1)-gram that occurs twice, so each level only
+    looks at the positions whose previous-level gram repeats: on ordinary text a few percent of
+    the positions reach n = 5. ``hashes`` (uint64) and ``lens`` (int32 characters) describe the
+    tokens; ``gram`` (uint64: the hash of the gram at a position), ``where`` (the live positions)
+    and ``slots`` (their table slots) hold at least ``n_tok`` items; a gram's characters are summed
+    from ``lens`` only when they may matter. ``keys``/``counts`` hold at least ``_table_size(n_tok)``
+    slots: room for every position at once (``_doc_ngrams_growing`` is the same for documents too
+    large for that, with int32 ``where`` and ``slots``).
+    """
     for p in range(n_tok):
         gram[p] = hashes[p]
-        chars[p] = lens[p]
         where[p] = p
     live = n_tok
-    for n in range(1, max_n + 1):
-        top_k = -1
-        for k in range(top_ns.shape[0]):
-            if top_ns[k] == n:
-                top_k = k
-        dup_k = -1
-        for k in range(dup_ns.shape[0]):
-            if dup_ns[k] == n:
-                dup_k = k
+    for n in range(1, _max_n(top_ns, dup_ns) + 1):
+        top_k, dup_k = _level_columns(top_ns, dup_ns, n)
         if n == 1 and top_k < 0 and dup_k < 0:
             continue  # every token may start a repeated 2-gram
         size = _table_size(live)
@@ -1159,7 +1212,6 @@ def _doc_ngrams(hashes, lens, n_tok, top_ns, dup_ns, top_out, dup_out, work, key
                 if p + n > n_tok:
                     continue
                 gram[p] = gram[p] * GOLDEN + hashes[p + n - 1]
-                chars[p] += lens[p + n - 1]
             slot, seen = _find(keys, mask, fmix64(gram[p]))
             counts[slot] += 1
             where[k] = p
@@ -1170,48 +1222,198 @@ def _doc_ngrams(hashes, lens, n_tok, top_ns, dup_ns, top_out, dup_out, work, key
                     repeated += lens[t]
                 covered = p + n
             count = counts[slot]
-            if count > best_count or (count == best_count and chars[p] > best_chars):
-                best_count = count
-                best_chars = chars[p]
+            if count >= best_count:  # the gram's characters, only when they may matter
+                chars = 0
+                for t in range(p, p + n):
+                    chars += lens[t]
+                if count > best_count or chars > best_chars:
+                    best_count = count
+                    best_chars = chars
         if dup_k >= 0:
             dup_out[dup_k] = repeated
         if top_k >= 0:
             top_out[top_k] = best_count * best_chars if best_count >= 2 else 0
-        live = 0
-        for c in range(k):  # keep the grams that occur at least twice
-            if counts[slots[c]] >= 2:
-                where[live] = where[c]
-                live += 1
+        live = _repeating(where, slots, counts, k)
         if live == 0:
             break
 
 
 @njit(cache=True, nogil=True)
-def _ngram_stats(offsets, data, table, top_ns, dup_ns, active, seg):
-    n_docs = offsets.shape[0] - 1
-    top = np.zeros((n_docs, top_ns.shape[0]), np.int64)
-    dup = np.zeros((n_docs, dup_ns.shape[0]), np.int64)
-    tokens = np.empty((1024, 4), np.int64)
-    hashes = np.empty(1024, np.uint64)
-    work = np.empty((4, 1024), np.int64)
-    keys = np.zeros(16, np.uint64)
-    counts = np.zeros(16, np.int32)
-    seg_tokens = np.empty((1024 if seg[0] else 1, 4), np.int64)
-    wk = segment._work(256 if seg[0] else 1)
-    for d in range(n_docs):
-        if not active[d]:
+def _grow_table(keys, counts, size, slots, k):
+    """The n-gram table of ``size`` slots moved into one twice as large, with the slots of the ``k``
+    positions counted so far (``slots[:k]``). Returns ``(keys, counts, size)``."""
+    grown = 2 * size
+    mask = np.uint64(grown - 1)
+    new_keys = np.zeros(grown, np.uint64)
+    new_counts = np.zeros(grown, np.int32)
+    moved = np.empty(size, np.int32)
+    for j in range(size):
+        key = keys[j]
+        if key == 0:
             continue
-        n_tok, tokens, wk, seg_tokens, toks = doc_words(data, offsets[d], offsets[d + 1], table, tokens, seg, wk,
-                                                        seg_tokens)
-        if n_tok > hashes.shape[0]:
-            hashes = np.empty(toks.shape[0], np.uint64)
-            work = np.empty((4, toks.shape[0]), np.int64)
-        size = _table_size(n_tok)
+        at = np.int64(key & mask)
+        while new_keys[at] != 0:
+            at = (at + 1) & mask
+        new_keys[at] = key
+        new_counts[at] = counts[j]
+        moved[j] = at
+    for c in range(k):
+        slots[c] = moved[slots[c]]
+    return new_keys, new_counts, grown
+
+
+@njit(cache=True, nogil=True)
+def _doc_ngrams_growing(hashes, lens, n_tok, top_ns, dup_ns, top_out, dup_out, gram, where, slots, keys, counts,
+                        start):
+    """:func:`_doc_ngrams` for a document with more tokens than a table should have room for: the
+    table of each level starts with room for ``start`` distinct grams and doubles when they need
+    more (a 100 MB document of a repeated paragraph has a few dozen). Returns the tables (grown).
+    Every position adds at most one gram, so a level runs in stretches of positions that cannot
+    overfill the table, with no test inside."""
+    for p in range(n_tok):
+        gram[p] = hashes[p]
+        where[p] = p
+    live = n_tok
+    for n in range(1, _max_n(top_ns, dup_ns) + 1):
+        top_k, dup_k = _level_columns(top_ns, dup_ns, n)
+        if n == 1 and top_k < 0 and dup_k < 0:
+            continue
+        size = _table_size(min(live, start))
         if size > keys.shape[0]:
             keys = np.zeros(size, np.uint64)
             counts = np.zeros(size, np.int32)
-        _token_hashes(data, toks, n_tok, hashes)
-        _doc_ngrams(hashes, toks[:, TOKEN_CHARS], n_tok, top_ns, dup_ns, top[d], dup[d], work, keys, counts)
+        keys[:size] = 0
+        counts[:size] = 0
+        mask = np.uint64(size - 1)
+        covered = 0
+        repeated = 0
+        best_count = 0
+        best_chars = 0
+        k = 0
+        distinct = 0
+        c = 0
+        while c < live:
+            stop = min(live, c + (size // 2 - distinct))
+            if stop <= c:  # the table is half full
+                keys, counts, size = _grow_table(keys, counts, size, slots, k)
+                mask = np.uint64(size - 1)
+                continue
+            for i in range(c, stop):
+                p = where[i]
+                if n > 1:
+                    if p + n > n_tok:
+                        continue
+                    gram[p] = gram[p] * GOLDEN + hashes[p + n - 1]
+                slot, seen = _find(keys, mask, fmix64(gram[p]))
+                counts[slot] += 1
+                where[k] = p
+                slots[k] = slot
+                k += 1
+                if seen:
+                    if dup_k >= 0:
+                        for t in range(max(p, covered), p + n):
+                            repeated += lens[t]
+                        covered = p + n
+                else:
+                    distinct += 1
+                count = counts[slot]
+                if count >= best_count:
+                    chars = 0
+                    for t in range(p, p + n):
+                        chars += lens[t]
+                    if count > best_count or chars > best_chars:
+                        best_count = count
+                        best_chars = chars
+            c = stop
+        if dup_k >= 0:
+            dup_out[dup_k] = repeated
+        if top_k >= 0:
+            top_out[top_k] = best_count * best_chars if best_count >= 2 else 0
+        live = _repeating(where, slots, counts, k)
+        if live == 0:
+            break
+    return keys, counts
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _doc_token_hashes(data, s, e, table, seg, tokens, wk, seg_tokens, hashes, lens, exact_bytes):
+    """Hashes and character lengths of the tokens of ``data[s:e]``, tokenized a batch at a time:
+    ``(count, tokens, wk, seg_tokens, hashes, lens)``, the arrays grown when needed (to exactly the
+    document's token count when it is over ``exact_bytes``)."""
+    if e - s > exact_bytes:
+        total = 0
+        pos = s
+        while pos < e:
+            n, pos, tokens, wk, seg_tokens, toks = token_batch(data, pos, e, table, tokens, seg, wk, seg_tokens)
+            total += n
+        if total > hashes.shape[0]:
+            hashes = np.empty(total, np.uint64)
+            lens = np.empty(total, np.int32)
+    n_tok = 0
+    pos = s
+    while pos < e:
+        n, pos, tokens, wk, seg_tokens, toks = token_batch(data, pos, e, table, tokens, seg, wk, seg_tokens)
+        if n_tok + n > hashes.shape[0]:
+            grown = max(2 * hashes.shape[0], n_tok + n)
+            more_hashes = np.empty(grown, np.uint64)
+            more_hashes[:n_tok] = hashes[:n_tok]
+            more_lens = np.empty(grown, np.int32)
+            more_lens[:n_tok] = lens[:n_tok]
+            hashes = more_hashes
+            lens = more_lens
+        for t in range(n):
+            hashes[n_tok + t] = _hash_bytes(data, toks[t, TOKEN_START], toks[t, TOKEN_END], False)
+            lens[n_tok + t] = toks[t, TOKEN_CHARS]
+        n_tok += n
+    return n_tok, tokens, wk, seg_tokens, hashes, lens
+
+
+@njit(cache=True, nogil=True)
+def _ngram_stats(offsets, data, table, top_ns, dup_ns, active, seg, limits):
+    n_docs = offsets.shape[0] - 1
+    top = np.zeros((n_docs, top_ns.shape[0]), np.int64)
+    dup = np.zeros((n_docs, dup_ns.shape[0]), np.int64)
+    batch, table_start, exact_bytes = limits[0], limits[1], limits[2]
+    tokens = np.empty((batch, 4), np.int64)
+    seg_tokens = np.empty((batch if seg[0] else 1, 4), np.int64)
+    wk = segment._work(256 if seg[0] else 1)
+    hashes = np.empty(1024, np.uint64)
+    lens = np.empty(1024, np.int32)
+    gram = np.empty(1024, np.uint64)
+    where = np.empty(1024, np.int64)  # ordinary documents: int64 positions and slots (faster)
+    slots = np.empty(1024, np.int64)
+    where32 = np.empty(0, np.int32)  # documents over table_start tokens: int32 (smaller)
+    slots32 = np.empty(0, np.int32)
+    keys = np.zeros(16, np.uint64)
+    counts = np.zeros(16, np.int32)
+    for d in range(n_docs):
+        if not active[d]:
+            continue
+        n_tok, tokens, wk, seg_tokens, hashes, lens = _doc_token_hashes(
+            data, offsets[d], offsets[d + 1], table, seg, tokens, wk, seg_tokens, hashes, lens, exact_bytes)
+        if n_tok > gram.shape[0]:
+            # Exactly the count for a huge document, else with room to spare for the next ones.
+            grown = max(n_tok, min(2 * gram.shape[0], table_start))
+            gram = np.empty(0, np.uint64)  # let go of the old array before taking the new one
+            gram = np.empty(grown, np.uint64)
+        if n_tok <= table_start:
+            if n_tok > where.shape[0]:
+                grown = max(n_tok, min(2 * where.shape[0], table_start))
+                where = np.empty(grown, np.int64)
+                slots = np.empty(grown, np.int64)
+            size = _table_size(n_tok)
+            if size > keys.shape[0]:
+                keys = np.zeros(size, np.uint64)
+                counts = np.zeros(size, np.int32)
+            _doc_ngrams(hashes, lens, n_tok, top_ns, dup_ns, top[d], dup[d], gram, where, slots, keys, counts)
+        else:
+            if n_tok > where32.shape[0]:
+                where32 = np.empty(0, np.int32)
+                slots32 = np.empty(0, np.int32)
+                where32 = np.empty(n_tok, np.int32)
+                slots32 = np.empty(n_tok, np.int32)
+            keys, counts = _doc_ngrams_growing(hashes, lens, n_tok, top_ns, dup_ns, top[d], dup[d], gram, where32,
+                                               slots32, keys, counts, table_start)
     return top, dup
 
 
@@ -1221,6 +1423,8 @@ def ngram_stats(
     dup_ns: Sequence[int] = (5, 6, 7, 8, 9, 10),
     active: np.ndarray | None = None,
     segmentation: str = "spaces",
+    *,
+    _limits: Sequence[int] = NGRAM_LIMITS,
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     """Gopher's repeated n-gram measures over tokens, in characters of the tokens involved.
 
@@ -1229,6 +1433,12 @@ def ngram_stats(
     n-gram that repeats an earlier one. An n-gram's length is the sum of its tokens' lengths. Rows
     where ``active`` is False are skipped (left 0), so callers can leave out already-dropped rows.
     ``segmentation`` cuts words of scripts without spaces (:mod:`llmray.kernels.segment`).
+
+    Memory: the tokenizer runs a batch of ``BATCH_TOKENS`` at a time; a document's tokens are kept
+    as a 64-bit hash and a 32-bit length each, with three work arrays (gram hashes, live positions,
+    their table slots): 28 bytes a token for a document of over a million tokens, whose n-gram table
+    grows with its distinct grams instead of its positions (``NGRAM_LIMITS``; ``_limits`` overrides
+    them, for tests).
     """
     top_arr = np.asarray(top_ns, dtype=np.int64)
     dup_arr = np.asarray(dup_ns, dtype=np.int64)
@@ -1236,11 +1446,12 @@ def ngram_stats(
         raise ValueError("n-gram sizes must be positive")
     table = char_table()
     seg = segmenter(segmentation)
+    limits = np.asarray(_limits, dtype=np.int64)
     tops, dups, start = [], [], 0
     for chunk in column_chunks(column):
         mask = (np.ones(len(chunk), np.bool_) if active is None
                 else np.ascontiguousarray(active[start:start + len(chunk)], dtype=np.bool_))
-        top, dup = _ngram_stats(*string_buffers(chunk), table, top_arr, dup_arr, mask, seg)
+        top, dup = _ngram_stats(*string_buffers(chunk), table, top_arr, dup_arr, mask, seg, limits)
         tops.append(top)
         dups.append(dup)
         start += len(chunk)

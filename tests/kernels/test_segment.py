@@ -125,3 +125,21 @@ def test_long_runs_and_odd_input_do_not_crash():
         assert isinstance(split_tokens(text, "jieba"), list)
     bad = pa.array([b"\xe4\xb8", b"\xff\xfe\xe4\xb8\xad\xe6"], pa.binary()).cast(pa.string(), safe=False)
     word_stats(bad, segmentation="jieba")  # malformed UTF-8 reads as U+FFFD, never out of bounds
+
+
+def test_segmented_statistics_of_long_documents_do_not_depend_on_the_limits():
+    """Word and n-gram statistics stream the tokens a batch at a time and keep compact n-gram arrays;
+    the smallest limits (a token table that grows only to fit a chunk, a 16-gram table, the counting
+    pass for every document) give the figures of the defaults, segmented or not."""
+    guwen, kicad = shipped("guwenguanzhi.jsonl.gz"), shipped("kicad-zh.jsonl.gz")
+    docs = ["\n".join(guwen[i:i + 20]) for i in range(0, 100, 20)] + ["\n".join(kicad[:60]), "中文" * 30000,
+                                                                      "我的书在桌子上。" * 3000]
+    column = pa.array(docs)
+    for mode in ("jieba", "characters", "spaces"):
+        stats = word_stats(column, ["的", "在"], mode)
+        small = word_stats(column, ["的", "在"], mode, _batch=1)
+        assert all((stats[k] == small[k]).all() for k in stats), mode
+        top, dup = ngram_stats(column, segmentation=mode)
+        top1, dup1 = ngram_stats(column, segmentation=mode, _limits=(1, 16, 64))
+        assert all((top[n] == top1[n]).all() for n in top) and all((dup[n] == dup1[n]).all() for n in dup), mode
+        assert stats["tokens"].max() > 10_000

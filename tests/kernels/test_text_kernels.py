@@ -12,6 +12,7 @@ import tests.ops.reference_filters as ref
 from llmray.kernels.c4 import C4_STATS, c4_lines
 from llmray.kernels.text import (
     LINE_STATS,
+    NGRAM_LIMITS,
     WORD_STATS,
     line_stats,
     ngram_stats,
@@ -160,3 +161,51 @@ def test_large_document_grows_buffers():
     assert stats["tokens"][0] == 80_000
     top, dup = ngram_stats(pa.array([text]), (2,), (10,))
     assert dup[10][0] == sum(len(w) for w in half.split())
+
+
+# --- documents of any size: bounded token batches, compact n-gram arrays ----------------------------
+
+#: The smallest limits of the n-gram kernel: a one-row token table (it grows to fit a chunk, about
+#: a thousand rows), a table with room for 16 grams (it doubles again and again), and the counting
+#: pass for every document over 64 bytes. They take the paths a 100 MB document takes.
+TINY_LIMITS = (1, 16, 64)
+
+
+@pytest.fixture(scope="module")
+def long_docs(docs) -> list[str]:
+    """Documents of thousands of tokens: the random ones joined, a repeated paragraph, distinct words,
+    and a chunk between spaces longer than a token table."""
+    return (["\n".join(docs[i:i + 40]) for i in range(0, len(docs), 40)]
+            + [" ".join(["The committee met on Tuesday, and agreed."] * 600),
+               " ".join(f"w{i}" for i in range(6000)) + " " + " ".join(f"w{i}" for i in range(100)),
+               "a" * 5000 + " " + "-x." * 3000 + " the end"])
+
+
+def test_word_stats_of_long_documents_in_small_batches(long_docs):
+    column = pa.array(long_docs)
+    expected = [ref.word_stats(text) for text in long_docs]
+    assert rows(word_stats(column, ref.STOP_WORDS), WORD_STATS) == expected
+    assert rows(word_stats(column, ref.STOP_WORDS, _batch=1), WORD_STATS) == expected
+
+
+def test_ngram_stats_of_long_documents_with_every_limit(long_docs):
+    top_ns, dup_ns = (1, 2, 3, 4), (2, 5, 6, 10)
+    expected = []
+    for text in long_docs:
+        toks = [t for t, _ in ref.tokens(text)]
+        expected.append(([ref.top_ngram_chars(toks, n) for n in top_ns],
+                         [ref.dup_ngram_chars(toks, n) for n in dup_ns]))
+    for limits in (NGRAM_LIMITS, TINY_LIMITS, (1, 1 << 20, 64), (1 << 16, 16, 1 << 30)):
+        top, dup = ngram_stats(pa.array(long_docs), top_ns, dup_ns, _limits=limits)
+        for i, (want_top, want_dup) in enumerate(expected):
+            assert [int(top[n][i]) for n in top_ns] == want_top, (limits, i)
+            assert [int(dup[n][i]) for n in dup_ns] == want_dup, (limits, i)
+
+
+def test_small_limits_change_nothing_on_ordinary_documents(docs):
+    column = pa.array(docs)
+    assert rows(word_stats(column, ref.STOP_WORDS, _batch=1), WORD_STATS) == rows(
+        word_stats(column, ref.STOP_WORDS), WORD_STATS)
+    default, tiny = ngram_stats(column), ngram_stats(column, _limits=TINY_LIMITS)
+    for a, b in zip(default, tiny, strict=True):
+        assert all(np.array_equal(a[n], b[n]) for n in a)
