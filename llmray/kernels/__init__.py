@@ -87,7 +87,7 @@ def _compile_segmentation() -> None:
     import pyarrow as pa
 
     from llmray.errors import UserError
-    from llmray.kernels import segment, text
+    from llmray.kernels import text
 
     for kind in (pa.string(), pa.large_string()):
         column = pa.array(["中文分词，使用Python3编程……\n・第二行「引用」。", "", "日本語のテキスト ภาษาไทย",
@@ -102,6 +102,6 @@ def _compile_segmentation() -> None:
             except UserError:
                 pass  # jieba not installed: jieba segmentation compiles when a step first uses it
     try:
-        segment.cut("预热", "jieba")
+        text.cut("预热", "jieba")
     except UserError:
         pass

@@ -559,14 +559,3 @@ def segment_tokens(data, tokens, n, table, seg, wk, out):
             prev_cjk = here == HAN or here == CHAR
             i += w
     return out, m, wk
-
-
-def cut(text: str, mode: int | str = JIEBA) -> list[str]:
-    """The words of one string seen as a single word token (for looking at the definition and for
-    tests; the filters segment whole batches inside their kernels)."""
-    from llmray.kernels.text import WORD, char_table
-
-    data = np.frombuffer(text.encode(), np.uint8)
-    tokens = np.array([[0, data.shape[0], len(text), WORD]], np.int64)
-    out, m, _ = segment_tokens(data, tokens, 1, char_table(), segmenter(mode), work(), np.empty((16, 4), np.int64))
-    return [bytes(data[a:b]).decode() for a, b, _, _ in out[:m]]

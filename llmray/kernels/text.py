@@ -601,6 +601,16 @@ def doc_tokens(data, start, end, table, tokens):
     return n, tokens
 
 
+def cut(text: str, mode: int | str = "jieba") -> list[str]:
+    """The words of one string seen as a single word token, as segmentation ``mode`` cuts it (for
+    looking at the definition and for tests; the filters segment whole batches in their kernels)."""
+    data = np.frombuffer(text.encode(), np.uint8)
+    tokens = np.array([[0, data.shape[0], len(text), WORD]], np.int64)
+    out, m, _ = segment_tokens(data, tokens, 1, char_table(), segmenter(mode), segment.work(),
+                               np.empty((16, 4), np.int64))
+    return [bytes(data[a:b]).decode() for a, b, _, _ in out[:m]]
+
+
 def split_tokens(text: str, segmentation: str = "spaces") -> list[tuple[str, bool]]:
     """The tokens of one string as ``(token, is_word)`` pairs: for looking at the definition, not bulk.
     ``segmentation`` is a mode of :mod:`llmray.kernels.segment` (``spaces``, ``jieba``, ``characters``)."""

@@ -12,8 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llmray.kernels import segment
-from llmray.kernels.text import chunk_counts, line_stats, ngram_stats, split_tokens, word_stats
+from llmray.kernels.text import chunk_counts, cut, line_stats, ngram_stats, split_tokens, word_stats
 from tests.helpers import ENGLISH
 
 jieba = pytest.importorskip("jieba")
@@ -38,7 +37,7 @@ def words(text: str, mode: str = "jieba") -> list[str]:
     "工信处女干事每月经过下属科室都要亲口交代二十四口交换机等技术性器件的安装工作",
 ])
 def test_known_sentences_are_cut_as_jieba_cuts_them(text):
-    assert segment.cut(text) == jieba.lcut(text)
+    assert cut(text) == jieba.lcut(text)
 
 
 def test_every_han_run_of_the_shipped_corpora_is_cut_as_jieba_cuts_it():
@@ -50,7 +49,7 @@ def test_every_han_run_of_the_shipped_corpora_is_cut_as_jieba_cuts_it():
     ours = word_stats(column, segmentation="jieba")["words"]
     theirs = np.array([len(jieba.lcut(run)) for run in runs])
     assert (ours == theirs).all()
-    assert all(segment.cut(run) == jieba.lcut(run) for run in runs[::25])
+    assert all(cut(run) == jieba.lcut(run) for run in runs[::25])
 
 
 def test_punctuation_and_other_scripts_inside_chinese():

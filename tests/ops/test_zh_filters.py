@@ -36,14 +36,14 @@ STOPS = ["的", "在"]
 @functools.cache
 def zh_words() -> list[str]:
     """Two-character dictionary words that jieba keeps whole, in a fixed random order."""
-    from llmray.kernels import segment
     from llmray.kernels.segment import _dictionary_bytes
+    from llmray.kernels.text import cut
 
     lines = _dictionary_bytes().decode().splitlines()
     candidates = [w for w, f, *_ in (line.split(" ") for line in lines)
                   if len(w) == 2 and all("\u4e00" <= c <= "\u9fd5" for c in w) and int(f) > 200]
     random.Random(0).shuffle(candidates)
-    return [w for w in candidates[:6000] if segment.cut(w) == [w]][:4000]
+    return [w for w in candidates[:6000] if cut(w) == [w]][:4000]
 
 
 def words(n: int, start: int = 0) -> list[str]:
