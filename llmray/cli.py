@@ -149,10 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ops(sub)
     _add_schema(sub)
     from llmray import bench, jobs, publish
+    from llmray.serve import commands as serve_commands
     from llmray.train import commands as train_commands
 
     jobs.add_parsers(sub)
     train_commands.add_parsers(sub)
+    serve_commands.add_parser(sub)
     bench.add_parser(sub)
     publish.add_parser(sub)
     return parser

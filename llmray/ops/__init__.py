@@ -6,6 +6,7 @@
                c4_quality, fineweb_quality, url_filter
     dedup.py   exact_dedup, minhash_dedup      ids.py  unique_ids      mix.py  mix
     tokenize.py  train_tokenizer, tokenize
+    classify.py  classify (label with a trained BERT or fastText classifier; keep by label/score)
     python.py  python (a function of your own)
 
 Every class here is also a Ray Data batch function (``ds.map_batches(GopherQuality())``). Steps of
@@ -19,6 +20,7 @@ import importlib.metadata
 
 from llmray.errors import UserError
 from llmray.ops.base import FilterStep, GlobalStep, MapStep, Step, register, registered
+from llmray.ops.classify import Classify
 from llmray.ops.clean.c4_lines import C4Lines
 from llmray.ops.clean.html import HtmlToText
 from llmray.ops.clean.normalize import CleanWhitespace, FixMojibake, UnicodeNormalize
@@ -55,7 +57,7 @@ def available() -> dict[str, type[Step]]:
 
 
 __all__ = [
-    "C4Lines", "C4Quality", "CleanWhitespace", "ExactDedup", "FilterStep", "FineWebQuality", "FixMojibake",
+    "C4Lines", "C4Quality", "Classify", "CleanWhitespace", "ExactDedup", "FilterStep", "FineWebQuality", "FixMojibake",
     "GlobalStep", "GopherQuality", "GopherRepetition", "HtmlToText", "Language", "Length", "MapStep",
     "MinhashDedup", "Mix", "PiiRedact", "PythonStep", "Step", "Tokenize", "TrainTokenizer", "UnicodeNormalize",
     "UniqueIds", "UrlFilter", "ZhConvert", "available", "register",

@@ -1,5 +1,6 @@
 """``llmray train`` and ``llmray predict``: argparse wiring for the CLI (``llmray/cli.py`` calls
-``add_parsers``). Heavy imports (torch, Ray) happen inside the handlers, so ``llmray --help`` stays fast.
+``add_parsers``). Heavy imports (torch, Ray) happen inside the handlers, so ``llmray --help`` stays
+fast. A train job with ``task: fasttext`` goes to :mod:`llmray.train.fasttext` (no Ray).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` and ``predict`` subcommands; each sets ``func`` to its handler."""
     p = sub.add_parser(
         "train",
-        help="train a BERT model (MLM pretraining or classification fine-tuning) on Ray Train",
+        help="train a BERT model (MLM pretraining or classification fine-tuning) on Ray Train, or a fastText "
+        "classifier",
         description="Train the model of a train job file (top-level `train:`) on Ray Train workers fed by "
         "Ray Data. Writes <output>/metrics.jsonl, checkpoints/ and model/ (Hugging Face format). "
-        "Without Ray: python -m llmray.train.loop JOB.yaml.",
+        "Without Ray: python -m llmray.train JOB.yaml. With `task: fasttext`, a fastText supervised "
+        "classifier is trained in this process (model/model.bin; --data, --eval-data and --output apply).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("job", help="the train job file (YAML)")
@@ -51,7 +54,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="label documents with a fine-tuned classification model",
         description="Write one JSON line per input document ({id, label, score}) using a model directory "
-        "written by `llmray train` with task: classification. Paths may be URLs (s3://, gs://, ...); "
+        "written by `llmray train` with task: classification or fasttext (or any Hugging Face "
+        "sequence-classification directory, or a fastText .bin). Paths may be URLs (s3://, gs://, ...); "
         "credentials come from the environment.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -73,6 +77,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if _task_of(args.job) == "fasttext":
+        return _train_fasttext(args)
     from llmray.train.config import load_train_job
     from llmray.train.plan import prepare
 
@@ -100,4 +106,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     count = predict(args.model, args.input, args.output, batch_size=args.batch_size)
     print(f"wrote {count:,} predictions to {args.output}")
+    return 0
+
+
+def _task_of(job: str) -> object:
+    from llmray.params import read_yaml
+
+    raw = read_yaml(job)
+    body = raw.get("train") if isinstance(raw, dict) else None
+    return body.get("task") if isinstance(body, dict) else None
+
+
+def _train_fasttext(args: argparse.Namespace) -> int:
+    from llmray.errors import JobError
+    from llmray.params import read_yaml
+    from llmray.train import fasttext
+
+    for flag, value in (("--num-workers", args.num_workers), ("--use-gpu", args.use_gpu),
+                        ("--max-steps", args.max_steps), ("--resume", args.resume or None),
+                        ("--address", args.address)):
+        if value is not None:
+            raise JobError(f"{flag}: not used by task: fasttext (it trains in this process, on its CPUs)")
+    try:
+        spec = fasttext.parse(read_yaml(args.job), data=args.data, eval_data=args.eval_data, output=args.output)
+    except JobError as exc:
+        raise JobError(f"{args.job}: {exc}") from None
+    fasttext.train(spec)
+    print(f"model: {spec.output}/model  metrics: {spec.output}/metrics.jsonl")
     return 0

@@ -2,7 +2,10 @@
 
 Runs in this process (torch uses every core), streaming the input in batches: memory holds one
 batch, whatever the input's size. Output lines are ``{"id", "label", "score"}`` in input order;
-``score`` is the softmax probability of the chosen label. The model, the inputs and the output may
+``score`` is the softmax probability of the chosen label. The model is a Hugging Face
+sequence-classification directory or a fastText model (``llmray.models``: the same code as
+``llmray serve`` and the ``classify`` step, so all three give the same labels; long texts are cut
+to the model's sequence length as described there). The model, the inputs and the output may
 each be a local path or a URL (a model at a URL is downloaded to a temporary directory first). The
 output appears only complete: locally it is written under a temporary name and renamed, on an
 object store it is one object made when the stream closes (and deleted if the run fails).
@@ -19,14 +22,11 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow.compute as pc
-import torch
 
-from llmray import tokenizer as toks
+from llmray import models
 from llmray.errors import UserError
 from llmray.io.storage import Storage
 from llmray.train.data import Files, read_tables, resolve
-from llmray.train.export import META
-from llmray.train.model import has_weights
 from llmray.train.transfer import fetched
 
 
@@ -51,27 +51,14 @@ def _predict(
     batch_size: int,
     options: dict[str, Any] | None,
 ) -> int:
-    config, meta = _check_model(directory, model_dir)
-    from transformers import AutoModelForSequenceClassification  # after llmray.train.model set hub-offline
-
-    model = AutoModelForSequenceClassification.from_pretrained(directory).eval()
-    tok = toks.load(str(directory))
-    special = toks.special_ids(tok, str(directory))
-    seq_len = int(meta.get("seq_len") or min(512, config.get("max_position_embeddings", 512)))
-    labels = meta.get("labels") or [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-    text_field, id_field = meta.get("text_field", "text"), meta.get("id_field", "id")
+    kind = models.require_classifier(directory, model_dir)
+    model = models.load(directory, given=model_dir, kind=kind)
+    labels = model.labels
     files = resolve(inputs, "--input", options)
     count = 0
-    with _create(output, options) as f, torch.inference_mode():
-        for ids, texts in _documents(files, text_field, id_field, batch_size):
-            flat, lengths = toks.encode(tok, texts)
-            input_ids, mask = toks.truncate(flat, lengths, seq_len, special)
-            logits = model(
-                input_ids=torch.as_tensor(input_ids, dtype=torch.long),
-                attention_mask=torch.as_tensor(mask, dtype=torch.long),
-            ).logits
-            probs = torch.softmax(logits.float(), -1).numpy()
-            best = probs.argmax(-1)
+    with _create(output, options) as f:
+        for ids, texts in _documents(files, model.text_field, model.id_field, batch_size):
+            best, probs = models.classify(model, texts, batch_size)
             f.write(
                 "".join(
                     json.dumps({"id": i, "label": labels[k], "score": round(float(p[k]), 6)}) + "\n"
@@ -101,28 +88,6 @@ def _create(output: str, options: dict[str, Any] | None) -> Iterator[IO[bytes]]:
         place.delete(name)
         raise
     stream.close()
-
-
-def _check_model(directory: Path, given: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(config.json, llmray.json or {}) of a model that can classify; a clear error otherwise."""
-    config_file = directory / "config.json"
-    if not config_file.is_file() or not has_weights(directory):
-        raise UserError(f"{given}: not a model directory (needs config.json and weights)")
-    config = json.loads(config_file.read_text())
-    meta_file = directory / META
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
-    architectures = config.get("architectures") or ["an unknown architecture"]
-    if meta.get("task") == "mlm" or not any(a.endswith("ForSequenceClassification") for a in architectures):
-        kind = (
-            "a masked-language model"
-            if meta.get("task") == "mlm" or "MaskedLM" in architectures[0]
-            else architectures[0]
-        )
-        raise UserError(
-            f"{given} has no classification head ({kind}); fine-tune it first with "
-            f"`task: classification` and predict with that model"
-        )
-    return config, meta
 
 
 def _documents(
