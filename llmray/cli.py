@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 from llmray.errors import UserError
+from llmray.helpformat import HelpFormatter
 from llmray.pipeline.engine import TaskFailed
 
 EXIT_USAGE = 2
@@ -25,12 +26,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         description="Run a job file. With no --address, Ray starts embedded on this machine's cores; "
                     "with one, the driver joins that cluster. Rerunning with the same --output resumes "
                     "an interrupted run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("job", help="the job file (YAML)")
     p.add_argument("--input", nargs="+", metavar="PATH_OR_URL",
                    help="read these paths, directories, globs or fsspec URLs instead of the job's input")
     p.add_argument("--output", metavar="DIR", help="write here instead of the job's output.path")
-    p.add_argument("--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: start Ray here")
+    p.add_argument("--address", help="Ray cluster to join: auto, or HEAD:6379 (default: start Ray here)")
     p.add_argument("--num-cpus", type=int, help="CPUs for the embedded Ray (default: all cores)")
     p.add_argument("--work-dir", metavar="DIR_OR_URL",
                    help="intermediate data between steps (default: OUTPUT/_work); any fsspec URL")

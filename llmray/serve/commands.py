@@ -21,14 +21,7 @@ import time
 from pathlib import Path
 
 from llmray.errors import UserError
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown (none for options without one), the description and epilog as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        return action.help or "" if action.default is None else super()._get_help_string(action)
-
+from llmray.helpformat import HelpFormatter
 
 DESCRIPTION = """\
 Serve a model with Ray Serve, with dynamic batching of the texts of concurrent requests: a model
@@ -62,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="serve a classification (or MLM) model over HTTP with Ray Serve",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("model", metavar="MODEL_DIR",
                    help="a model directory, a fastText .bin, or a URL (s3://..., read by every replica)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from llmray.helpformat import HelpFormatter
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` and ``predict`` subcommands; each sets ``func`` to its handler."""
@@ -19,7 +21,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "Ray Data. Writes <output>/metrics.jsonl, checkpoints/ and model/ (Hugging Face format). "
         "Without Ray: python -m llmray.train JOB.yaml. With `task: fasttext`, a fastText supervised "
         "classifier is trained in this process (model/model.bin; --data, --eval-data and --output apply).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("job", help="the train job file (YAML)")
     p.add_argument(
@@ -46,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="continue the run in --output from its last checkpoint (same data order)",
     )
     p.add_argument(
-        "--address", help="Ray cluster to join (e.g. auto, ray://head:10001); default: start Ray here"
+        "--address", help="Ray cluster to join: auto, or HEAD:6379 (default: start Ray here)"
     )
     p.set_defaults(func=cmd_train)
 
@@ -57,7 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "written by `llmray train` with task: classification or fasttext (or any Hugging Face "
         "sequence-classification directory, or a fastText .bin). Paths may be URLs (s3://, gs://, ...); "
         "credentials come from the environment.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "model", metavar="MODEL_DIR", help="a model directory or URL (e.g. runs/finetune/model)"
@@ -73,6 +75,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--output", required=True, metavar="PATH_OR_URL", help="the JSON lines file (or object) to write"
     )
     p.add_argument("--batch-size", type=int, default=64, help="documents per forward pass")
+    p.add_argument("--label-field", default="label",
+                   help="where the input has this column, also report accuracy and macro F1 against it")
     p.set_defaults(func=cmd_predict)
 
 
@@ -104,8 +108,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from llmray.train.predict import predict
 
-    count = predict(args.model, args.input, args.output, batch_size=args.batch_size)
-    print(f"wrote {count:,} predictions to {args.output}")
+    summary = predict(args.model, args.input, args.output, batch_size=args.batch_size, label_field=args.label_field)
+    print(f"wrote {summary['documents']:,} predictions to {args.output}")
+    if "accuracy" in summary:
+        print(f"accuracy {summary['accuracy']:.4f}, macro F1 {summary['f1']:.4f} "
+              f"on the {summary['labelled']:,} documents with a {args.label_field!r} label")
     return 0
 
 

@@ -286,14 +286,28 @@ def test_loop_module_imports_no_ray():
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
-def test_predict_labels_each_document(classifier):
+def test_predict_labels_each_document_and_scores_labelled_input(classifier, capsys):
     tmp, _ = classifier
     out = tmp / "predictions.jsonl"
     assert cli("predict", tmp / "run" / "model", "--input", tmp / "test.jsonl", "--output", out) == 0
     rows = records(out)
     truth = {r["id"]: r["label"] for r in labeled(60, seed=3)}
     assert [r["id"] for r in rows] == list(truth) and all(0.5 <= r["score"] <= 1 for r in rows)
-    assert sum(r["label"] == truth[r["id"]] for r in rows) / len(rows) >= 0.9
+    right = sum(r["label"] == truth[r["id"]] for r in rows)
+    assert right / len(rows) >= 0.9
+    # The summary's accuracy is that of the lines written, over the 60 labelled documents.
+    assert f"accuracy {right / 60:.4f}, macro F1 " in capsys.readouterr().out
+
+
+def test_prediction_scores_are_accuracy_and_macro_f1():
+    from collections import Counter
+
+    from llmray.train.predict import scores
+
+    pairs = Counter({("a", "a"): 3, ("a", "b"): 1, ("b", "b"): 2, ("c", "a"): 2})
+    # a: tp 3, predicted 5, actual 4 -> 6/9; b: tp 2, predicted 3, actual 2 -> 4/5; c: 0
+    assert scores(pairs) == {"labelled": 8, "accuracy": 0.625, "f1": round((6 / 9 + 4 / 5 + 0) / 3, 5)}
+    assert scores(Counter()) == {}
 
 
 def test_predict_refuses_a_model_without_classification_head(tiny_checkpoint, tmp_path):
