@@ -6,6 +6,7 @@ The tests reach it through s3fs exactly as a user reaches S3: an ``endpoint_url`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -53,8 +55,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3():
+@contextlib.contextmanager
+def moto_server() -> Iterator[S3]:
+    """moto's S3 server on a free port of 127.0.0.1 in a process group of its own, ended on exit."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -77,3 +80,9 @@ def s3():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    with moto_server() as server:
+        yield server
