@@ -105,7 +105,8 @@ def test_exact_dedup_counts_and_names_the_kept_document(ray_session, corpus, tmp
     rejects = pq.read_table(tmp_path / "norm" / "rejects")
     assert rejects.num_rows == exact_copies + cosmetic
     assert set(rejects.column("reason").to_pylist()) == {"exact_dedup.duplicate"}
-    assert set(rejects.schema.names) == {"id", "text", "source", "quality", "reason", "duplicate_of"}
+    assert set(rejects.schema.names) == {"id", "text", "source", "quality", "reason", "duplicate_of", "value",
+                                         "threshold"}
     kept = set(kept_ids(tmp_path / "norm"))
     for row in rejects.to_pylist():  # each copy names the kept document of its own family
         assert row["duplicate_of"] in kept and corpus.family[row["duplicate_of"]] == corpus.family[row["id"]]
