@@ -113,6 +113,25 @@ def test_exact_dedup_counts_and_names_the_kept_document(ray_session, corpus, tmp
         assert corpus.kinds[row["id"]] in ("exact", "cosmetic") and row["duplicate_of"] < row["id"]
 
 
+def test_pairs_below_the_threshold_stay_apart_though_lsh_pairs_many(ray_session, tmp_path):
+    """200 pairs sharing a 94-word prefix of 200 words: word 5-gram Jaccard 0.30, under the default
+    threshold of 0.5. The default bands (32 x 4) make about a quarter of them candidates; the check
+    of each candidate's estimated Jaccard (std 0.04 here) must keep every pair apart."""
+    rng = random.Random(7)
+    records = []
+    for p in range(200):
+        words = [f"w{p}x{rng.randrange(10**9)}" for _ in range(306)]
+        records.append({"id": f"p{p}-a", "text": " ".join(words[:200])})
+        records.append({"id": f"p{p}-b", "text": " ".join(words[:94] + words[200:])})
+    write_jsonl(tmp_path / "in" / "pairs.jsonl", records)
+    raw = {"input": {"paths": [str(tmp_path / "in")]}, "steps": ["minhash_dedup"],
+           "output": {"path": str(tmp_path / "out")}}
+    stats = run_job(parse_job(raw), RunOptions(progress=False))
+    details = stats["global_steps"]["minhash_dedup"]
+    assert details["candidate_pairs"] >= 20  # LSH did pair many of them: the check had work to do
+    assert stats["docs_out"] == 400 and stats["dropped"] == {"minhash_dedup.duplicate": 0}
+
+
 def test_minhash_finds_near_duplicates_and_writes_clusters(ray_session, corpus, tmp_path):
     stats = dedup(corpus, tmp_path, [{"minhash_dedup": {"write_clusters": True}}])
     kept = kept_ids(tmp_path)
