@@ -26,19 +26,16 @@ here imports Ray; torch and transformers load on first use, with the Hugging Fac
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmray.errors import UserError
-from llmray.io.storage import Storage, explain
+from llmray.io.storage import local_copy
 
 META = "llmray.json"
 FASTTEXT_FILE = "model.bin"
@@ -52,34 +49,7 @@ WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.js
 def local_path(model: str, options: dict[str, Any] | None = None) -> Path:
     """A local path holding the model at ``model``: the path itself (``~`` expanded), or for a URL
     (s3://, gs://, ...) a copy downloaded once per process (every replica, actor or task loads it)."""
-    store = Storage(os.path.expanduser(model) if "://" not in model else model, options)
-    if store.local:
-        return Path(store.url)
-    return Path(_downloaded(store.url, json.dumps(store.options, sort_keys=True, default=str)))
-
-
-@functools.lru_cache(maxsize=8)
-def _downloaded(url: str, options: str) -> str:
-    store = Storage(url, json.loads(options))
-    target = Path(tempfile.mkdtemp(prefix="llmray-model-"))
-    try:
-        if store.fs.isfile(store.fs._strip_protocol(url)):  # a single file (a fastText .bin)
-            name = url.rpartition("/")[2]
-            with store.fs.open(url, "rb") as src, open(target / name, "wb") as dst:
-                shutil.copyfileobj(src, dst, 8 << 20)
-            return str(target / name)
-        names = store.find()
-        if not names:
-            raise UserError(f"{url}: no such model directory or file")
-        for rel in names:
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            with store.open_read(rel) as src, open(target / rel, "wb") as dst:
-                shutil.copyfileobj(src, dst, 8 << 20)
-    except UserError:
-        raise
-    except Exception as exc:  # any client's error (no bucket, no credentials, nothing answering)
-        raise UserError(f"cannot read {url}: {explain(exc, store.protocol)}") from None
-    return str(target)
+    return Path(local_copy(os.path.expanduser(model) if "://" not in model else model, options))
 
 
 def _offline() -> None:

@@ -9,10 +9,14 @@ on any node reopen it themselves; no node's local disk is assumed to be visible 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import posixpath
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 from typing import IO, Any
 
 import fsspec
@@ -217,6 +221,44 @@ class Storage:
             self.fs.rm(path, recursive=True)
         except FileNotFoundError:
             pass
+
+
+COPY_BYTES = 8 << 20
+
+
+def download(store: Storage, target: Path) -> Path:
+    """Copy the file at ``store``, or every file under it, into the local directory ``target``;
+    returns the local copy (``target``, or the file in it). Nothing there is a UserError."""
+    try:
+        if store.fs.isfile(store.fs._strip_protocol(store.url)):
+            name = store.url.rpartition("/")[2]
+            with store.fs.open(store.url, "rb") as src, open(target / name, "wb") as dst:
+                shutil.copyfileobj(src, dst, COPY_BYTES)
+            return target / name
+        names = store.find()
+        if not names:
+            raise UserError(f"no such file or directory: {store.url}")
+        for rel in names:
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            with store.open_read(rel) as src, open(target / rel, "wb") as dst:
+                shutil.copyfileobj(src, dst, COPY_BYTES)
+    except UserError:
+        raise
+    except Exception as exc:  # any client's error (no bucket, no credentials, nothing answering)
+        raise UserError(f"cannot read {store.url}: {explain(exc, store.protocol)}") from None
+    return target
+
+
+def local_copy(path: str, options: dict[str, Any] | None = None) -> str:
+    """A local path holding what is at ``path``: the path itself, or for a URL a copy downloaded once
+    per process (models, tokenizers: every Ray task, actor and replica that loads one)."""
+    store = Storage(path, options)
+    return store.url if store.local else _cached_copy(store.url, json.dumps(store.options, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_copy(url: str, options: str) -> str:
+    return str(download(Storage(url, json.loads(options)), Path(tempfile.mkdtemp(prefix="llmray-"))))
 
 
 def explain(exc: BaseException, protocol: str = "file") -> str:

@@ -151,6 +151,21 @@ def _dirty_rows(offsets, data, table, max_newlines):
     return out
 
 
+
+@njit(cache=True, nogil=True, inline="always")
+def _pending_whitespace(out, p, start, newlines, space, max_newlines):
+    """Before a character that is kept, write the whitespace seen since the last one (none at the
+    start of the text): its newlines up to ``max_newlines``, else one space. Returns the new end."""
+    if p > start:
+        if newlines:
+            for _ in range(min(newlines, max_newlines)):
+                out[p] = 10
+                p += 1
+        elif space:
+            out[p] = 32
+            p += 1
+    return p
+
 @njit(cache=True, nogil=True)
 def _clean_whitespace(offsets, data, table, kinds, max_newlines):
     n_docs = offsets.shape[0] - 1
@@ -169,14 +184,7 @@ def _clean_whitespace(offsets, data, table, kinds, max_newlines):
             if c < 128:
                 kind = kinds[c]
                 if kind == _OTHER:
-                    if p > start:
-                        if newlines:
-                            for _ in range(min(newlines, max_newlines)):
-                                out[p] = 10
-                                p += 1
-                        elif space:
-                            out[p] = 32
-                            p += 1
+                    p = _pending_whitespace(out, p, start, newlines, space, max_newlines)
                     space = False
                     newlines = 0
                     out[p] = c
@@ -205,14 +213,7 @@ def _clean_whitespace(offsets, data, table, kinds, max_newlines):
             elif cp == 0xA0 or 0x2000 <= cp <= 0x200A or cp == 0x3000:
                 space = True
             else:
-                if p > start:
-                    if newlines:
-                        for _ in range(min(newlines, max_newlines)):
-                            out[p] = 10
-                            p += 1
-                    elif space:
-                        out[p] = 32
-                        p += 1
+                p = _pending_whitespace(out, p, start, newlines, space, max_newlines)
                 space = False
                 newlines = 0
                 for k in range(w):

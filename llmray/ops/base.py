@@ -194,7 +194,11 @@ class FilterStep(Step):
     def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
         """Apply the decision: (kept rows, dropped rows with the ``value`` and ``threshold`` that
         decided, reason code of each dropped row)."""
-        verdict = self.verdict(table)
+        return self.split_by(table, self.verdict(table))
+
+    def split_by(self, table: pa.Table, verdict: Verdict) -> tuple[pa.Table, pa.Table, np.ndarray]:
+        """``split`` with a verdict already reached on ``table``'s rows (by a step that also adds
+        columns from what it computed, as language and classify do)."""
         codes = verdict.codes
         keep = codes == KEEP
         if keep.all():

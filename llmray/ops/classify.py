@@ -233,15 +233,7 @@ class Classify(FilterStep):
         score columns; dropped rows also with ``value`` and ``threshold`` (the score and min_score of
         a ``below_min_score`` drop, null for a ``label`` drop)."""
         best, probs = self.predict(table)
-        verdict = self._verdict(best, probs)
-        codes = verdict.codes
-        table = self._columns(table, best, probs, None)
-        keep = codes == KEEP
-        if keep.all():
-            return table, table.slice(0, 0), codes[:0]
-        mask = pa.array(keep)
-        dropped = with_measures(table.filter(pc.invert(mask)), *verdict.measured(~keep))
-        return table.filter(mask), dropped, codes[~keep]
+        return self.split_by(self._columns(table, best, probs, None), self._verdict(best, probs))
 
     def transform(self, table: pa.Table) -> pa.Table:
         """Ray Data batch function: rows already rejected by an earlier step (a ``reason``) are not

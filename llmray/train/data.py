@@ -33,7 +33,7 @@ import xxhash
 
 from llmray import tokenizer as toks
 from llmray.errors import UserError
-from llmray.io.storage import Storage, explain, is_url
+from llmray.io.storage import Storage, explain, is_url, local_copy
 from llmray.train import transfer
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class Featurizer:
                 .astype(np.int8)
                 .reshape(-1, self.seq_len),
             }
-        tok = toks.load(transfer.local_dir(self.tokenizer_dir, self.storage_options))
+        tok = toks.load(local_copy(self.tokenizer_dir, self.storage_options))
         ids = toks.special_ids(tok, self.tokenizer_dir)
         texts = pc.fill_null(table.column(self.text_field), "").to_pylist()
         flat, lengths = toks.encode(tok, texts)

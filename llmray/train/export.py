@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmray.io.storage import Storage, is_url
+from llmray.io.storage import Storage, is_url, local_copy
 from llmray.train.model import STATE, WEIGHTS
-from llmray.train.transfer import local_dir, staging
+from llmray.train.transfer import staging
 
 if TYPE_CHECKING:
     from llmray.train.plan import Plan
@@ -29,7 +29,7 @@ def export(checkpoint: Path, plan: Plan) -> str:
     """Copy a local checkpoint's model and the run's tokenizer to ``<output>/model``, replacing it
     whole; return its path or URL."""
     out = plan.output_storage()
-    tokenizer = Path(local_dir(plan.tokenizer_dir, plan.spec.storage_options))
+    tokenizer = Path(local_copy(plan.tokenizer_dir, plan.spec.storage_options))
     with staging(out, "model", last=META) as tmp:
         for name in ("config.json", *WEIGHTS):
             if (checkpoint / name).is_file():

@@ -28,11 +28,11 @@ import pyarrow.parquet as pq
 
 from llmray import tokenizer as toks
 from llmray.errors import UserError
-from llmray.io.storage import Storage, is_url
+from llmray.io.storage import Storage, is_url, local_copy
 from llmray.train.config import TrainSpec
 from llmray.train.data import Collate, Featurizer, Files, holdout_mask, read_json, read_tables, resolve
 from llmray.train.model import build, has_weights, latest_checkpoint
-from llmray.train.transfer import local_dir, staging
+from llmray.train.transfer import staging
 
 
 @dataclasses.dataclass
@@ -93,7 +93,7 @@ class Plan:
     def new_model(self) -> Any:
         return build(
             self.spec.task,
-            path=local_dir(self.model_path, self.spec.storage_options) if self.model_path else None,
+            path=local_copy(self.model_path, self.spec.storage_options) if self.model_path else None,
             sizes=self.sizes,
             vocab_size=self.vocab_size,
             pad_id=self.special.pad,
@@ -126,7 +126,7 @@ def prepare(spec: TrainSpec, resume: bool = False) -> Plan:
         tokenizer_dir, rows = _check_token_shards(spec, train)
     else:
         tokenizer_dir = _tokenizer_dir(spec, model_path, train, columns, out, resume_from is not None)
-    tok = toks.load(local_dir(tokenizer_dir, options))
+    tok = toks.load(local_copy(tokenizer_dir, options))
     special = toks.special_ids(tok, tokenizer_dir)
     vocab_size = tok.get_vocab_size()
     if model_vocab is not None and vocab_size > model_vocab:
@@ -167,7 +167,7 @@ def resolve_dir(path: str, where: str, options: dict[str, Any] | None = None) ->
         directory = Path(list(found.submodule_search_locations)[0]) / rest
     elif is_url(path):
         try:
-            local_dir(path, options)
+            local_copy(path, options)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
         return path
@@ -296,7 +296,7 @@ def _check_model(spec: TrainSpec) -> tuple[str | None, dict[str, Any], int, int 
         sizes.setdefault("max_position_embeddings", max(512, spec.seq_len))
         return None, sizes, sizes["max_position_embeddings"], None
     location = resolve_dir(spec.model.path, "train.model.path", spec.storage_options)
-    directory = Path(local_dir(location, spec.storage_options))
+    directory = Path(local_copy(location, spec.storage_options))
     config_file = directory / "config.json"
     if not config_file.is_file():
         raise UserError(f"train.model.path: {location} is not a model directory (no config.json)")
@@ -336,7 +336,7 @@ def _tokenizer_dir(
     if spec.tokenizer.path:
         return resolve_dir(spec.tokenizer.path, "train.tokenizer.path", spec.storage_options)
     if model_path is not None:
-        directory = Path(local_dir(model_path, spec.storage_options))
+        directory = Path(local_copy(model_path, spec.storage_options))
         if not any((directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
             raise UserError(f"train.tokenizer.path: {model_path} has no tokenizer; give train.tokenizer.path")
         return model_path

@@ -3,15 +3,13 @@ through :class:`llmray.io.storage.Storage` (one ``storage_options`` for data and
 
 torch, transformers and tokenizers read and write local directories only, so a model, tokenizer
 or checkpoint is built in a local directory and published whole (``staging``), and read from a
-local copy (``local_dir``, ``fetched``). Ray Data and Ray Train get the same file system, with the
+local copy (``io.storage.local_copy``, ``fetched``). Ray Data and Ray Train get the same file system, with the
 same options (endpoint, credentials), as a pyarrow one (``arrow``). Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
 import shutil
 import tempfile
@@ -21,10 +19,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from llmray.errors import UserError
-from llmray.io.storage import Storage, explain
-
-COPY_BYTES = 8 << 20
+from llmray.io.storage import COPY_BYTES, Storage, download
 
 
 def arrow(url: str, options: dict[str, Any] | None = None) -> tuple[pafs.FileSystem | None, str]:
@@ -44,35 +39,6 @@ def upload(directory: Path, store: Storage, last: str | None = None) -> None:
     for path in files:
         with open(path, "rb") as src, store.open_write(path.relative_to(directory).as_posix()) as dst:
             shutil.copyfileobj(src, dst, COPY_BYTES)
-
-
-def download(store: Storage, target: Path) -> Path:
-    """Copy every file under ``store`` into ``target``; a place with no files is a UserError."""
-    try:
-        names = store.find()
-        if not names:
-            raise UserError(f"no such directory: {store.url}")
-        for rel in names:
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            with store.open_read(rel) as src, open(target / rel, "wb") as dst:
-                shutil.copyfileobj(src, dst, COPY_BYTES)
-    except UserError:
-        raise
-    except Exception as exc:  # any client's error (no bucket, no credentials, nothing answering)
-        raise UserError(f"cannot read {store.url}: {explain(exc, store.protocol)}") from None
-    return target
-
-
-def local_dir(path: str, options: dict[str, Any] | None = None) -> str:
-    """A local directory with the files at ``path``: the directory itself, or for a URL a copy
-    downloaded once per process (tokenizers and models that every Ray task and worker loads)."""
-    store = Storage(path, options)
-    return store.url if store.local else _cached_copy(store.url, json.dumps(store.options, sort_keys=True, default=str))
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_copy(url: str, options: str) -> str:
-    return str(download(Storage(url, json.loads(options)), Path(tempfile.mkdtemp(prefix="llmray-"))))
 
 
 @contextlib.contextmanager

@@ -13,7 +13,6 @@ import gzip
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -25,26 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmray import tokenizer as toks
 from llmray.errors import JobError, UserError
 from llmray.train.commands import add_parsers
 from llmray.train.config import parse_train
 from llmray.train.data import BatchStream, local_batches, seed_for
 from llmray.train.plan import prepare
 from tests.helpers import write_jsonl
+from tests.serve.tiny import TINY, labeled, mlm_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = sorted(str(p) for p in (ROOT / "data" / "quickstart").glob("*.jsonl.gz"))
-TINY = {
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 64,
-}
-SPORT = "goal match team score league coach player season referee stadium".split()
-FOOD = "recipe oven flour sugar bake dinner salt pepper butter kitchen".split()
-FILLER = "the a of and to in was on with for it at".split()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,18 +62,6 @@ def write_job(path: Path, **train) -> Path:
 
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def labeled(n: int, seed: int) -> list[dict]:
-    """Two topics told apart by their words, with shared filler."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = "sport" if i % 2 else "food"
-        words = rng.choices(SPORT if label == "sport" else FOOD, k=6) + rng.choices(FILLER, k=6)
-        rng.shuffle(words)
-        rows.append({"id": f"{seed}-{i}", "text": " ".join(words), "label": label})
-    return rows
 
 
 def mlm_job(tmp: Path, out: Path, **overrides) -> Path:
@@ -229,14 +206,7 @@ def test_exported_model_loads_with_from_pretrained(mlm_run):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A tiny BERT MLM checkpoint with its WordPiece vocabulary, as a user would bring one."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    directory = tmp_path_factory.mktemp("tiny")
-    texts = [r["text"] for r in labeled(200, seed=1)]
-    toks.train_wordpiece([texts], directory, vocab_size=200, min_frequency=1, max_length=64)
-    config = BertConfig(vocab_size=toks.load(str(directory)).get_vocab_size(), **TINY)
-    BertForMaskedLM(config).save_pretrained(directory)
-    return directory
+    return mlm_checkpoint(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

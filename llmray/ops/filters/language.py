@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.kernels import langid
-from llmray.ops.base import KEEP, FilterStep, Verdict, register, with_measures
+from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.schema import TEXT
 
 #: Columns the step writes on the documents it keeps, so later steps can act per language.
@@ -59,18 +59,12 @@ class Language(FilterStep):
 
     def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
         codes, langs, scores = self._decide(table)
-        keep = codes == KEEP
         if self.record:
             table = _set(_set(table, LANGUAGE, pa.array(langs, pa.string())),
                          LANGUAGE_SCORE, pa.array(scores.astype(np.float32)))
-        if keep.all():
-            return table, table.slice(0, 0), codes[:0]
-        mask = pa.array(keep)
         # What decided: the score of the language found, against min_score where that was the rule.
         limit = np.where(codes == 1, self.min_score, np.nan)
-        verdict = Verdict(codes, scores.astype(np.float64), limit)
-        dropped = with_measures(table.filter(pa.array(~keep)), *verdict.measured(~keep))
-        return table.filter(mask), dropped, codes[~keep]
+        return self.split_by(table, Verdict(codes, scores.astype(np.float64), limit))
 
 
 def _set(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
