@@ -110,28 +110,35 @@ def echo_metrics(storage: Storage, name: str, total_steps: int, every_s: float =
     stays in Ray's logs (with Ray's noise), and each line is printed once. For a URL output the
     file arrives as rank 0 uploads it (every 30 s and at each checkpoint)."""
     stop = threading.Event()
-    shown = 0
 
-    def lines() -> list[str]:
+    def size() -> int:
         try:
-            text = storage.get(name).decode("utf-8", "replace") if storage.exists(name) else ""
+            return storage.size(name) if storage.exists(name) else 0
         except OSError:
-            return []
-        return text.splitlines(keepends=True)
+            return 0
+
+    read = size()  # bytes already printed: a resumed run's earlier records were printed by its own run
 
     def show() -> None:
-        nonlocal shown
-        complete = [line for line in lines() if line.endswith("\n")]
-        for line in complete[shown:]:
+        """Print the complete lines written since the last call (the file only ever grows)."""
+        nonlocal read
+        end = size()
+        if end <= read:
+            return
+        try:
+            chunk = storage.get_range(name, read, end)
+        except OSError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        read += len(complete)
+        for line in complete.decode("utf-8", "replace").splitlines():
             with contextlib.suppress(ValueError, KeyError):
                 print(progress_line(json.loads(line), total_steps), flush=True)
-        shown = max(shown, len(complete))
 
     def watch() -> None:
         while not stop.wait(every_s):
             show()
 
-    shown = len(lines())  # a resumed run's earlier records were printed by its own run
     thread = threading.Thread(target=watch, name="llmray-metrics", daemon=True)
     thread.start()
     try:
