@@ -121,7 +121,8 @@ class Harness:
         for run in runs:
             label = f"{run['cpus']} CPU(s)" if "cpus" in run else f"cluster {run['address']}"
             work = self.work / f"runs-{run.get('cpus', 'cluster')}"
-            request = {"jobs": jobs, "warmup": self.warmup, "repeats": self.s.repeats, "work_dir": str(work), **run}
+            request = {"jobs": jobs, "warmup": self.warmup, "repeats": self.s.repeats, "work_dir": str(work),
+                       "cold": True, **run}
             try:
                 points = measure.run_child("runs", request, self.s.timeout_s)
             except measure.ChildFailed as exc:

@@ -8,7 +8,9 @@ and the one-CPU figures of global stages all come from here.
 
 A job is a shipped job file (its ``input`` replaced, as ``llmray run --input`` does) or a list of
 steps. Each runs once over a small file first, untimed (worker processes, compiled kernels, models),
-then ``repeats`` times over its input. The clock is stats.json's: ``wall_s`` (Ray's start-up apart,
+then ``repeats`` times over its input; with ``cold`` (whole jobs, locally) Ray is started afresh
+for each of those, so every timed run starts new worker processes, loads the compiled kernels and
+the models again, as one ``llmray run`` does. The clock is stats.json's: ``wall_s`` (Ray's start-up apart,
 ``startup_s``), each stage's task seconds, each global step's decision ``wall_s`` and seconds per
 phase. Memory is sampled over the whole process tree: driver, raylet, GCS and workers. With a truth
 file, the ids missing from the output's ``data/`` are scored as removals.
@@ -52,8 +54,13 @@ def _measure(job: dict[str, Any], req: dict[str, Any], options: Any, work: Path)
     truth = accuracy.load_truth(job["truth"]) if job.get("truth") else None
     runs, scores = [], []
     out = work / job["name"].replace("/", "-")
+    cold = req.get("cold") and not req.get("address")
     with measure.TreeMemory() as memory:
         for _ in range(req["repeats"]):
+            if cold:
+                import ray
+
+                ray.shutdown()
             runs.append(run_job(_spec(job, job["input"], out), options))
             if truth is not None:
                 scores.append(accuracy.score(truth, set(truth) - _kept_ids(out)))
@@ -61,7 +68,8 @@ def _measure(job: dict[str, Any], req: dict[str, Any], options: Any, work: Path)
     last = runs[-1]
     cores = last["num_cpus"]
     point: dict[str, Any] = {
-        "cpus": cores, "nodes": last["nodes"], "startup_s": warm["startup_s"], "warmup_s": warm["wall_s"],
+        "cpus": cores, "nodes": last["nodes"], "cold": bool(cold),
+        "startup_s": runs[-1]["startup_s"] if cold else warm["startup_s"], "warmup_s": warm["wall_s"],
         "docs_in": last["docs_in"], "bytes_in": last["bytes_in"], "docs_out": last["docs_out"],
         "bytes_out": last["bytes_out"], "dropped": last["dropped"],
         **measure.rates([s["wall_s"] for s in runs], last["docs_in"], last["bytes_in"], cores),
@@ -79,7 +87,7 @@ def _measure(job: dict[str, Any], req: dict[str, Any], options: Any, work: Path)
 
 
 def run_jobs(req: dict[str, Any]) -> dict[str, Any]:
-    """Request: cpus (or address), repeats, work_dir, warmup (a small JSONL file), jobs [{name, file or
+    """Request: cpus (or address), repeats, work_dir, warmup (a small JSONL file), cold, jobs [{name, file or
     steps, input [paths], truth?}]. Result: {name: point, or {"error"} / {"skipped"} with the reason};
     a point's ``startup_s`` is Ray's start-up where its job came first, 0 after."""
     from llmray.errors import UserError

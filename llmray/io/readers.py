@@ -319,35 +319,121 @@ class _ZstdStream(io.RawIOBase):
 
 
 def _read_jsonl(raw: Any, piece: Piece, spec: InputSpec, out: BatchBuilder) -> Iterator[ReadBatch]:
+    """Blocks of whole lines, each parsed by Arrow's JSON reader in one call; a block Arrow cannot
+    take as it is (a bad or blank line, a text that is not a string, ids of mixed types, an
+    over-long line, ``keep_fields``) is read line by line, so every record is kept, dropped or
+    quarantined exactly as it would be alone."""
     limit = int(spec.max_doc_mb * MB)
     # Decompressors that read ahead in big blocks would turn a truncated tail into the loss of
     # every line in the last block: only add a (small) buffer where the stream has none.
     stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw, 64 << 10)
-    pos = _seek_line(stream, piece.start)
-    lines = _LineNumbers(stream, pos)
-    local = 0
+    lines = _LineNumbers(stream, _seek_line(stream, piece.start))
+    id_types = [pa.string(), pa.int64()]  # the one that parsed the last block is tried first
+    for block, first in _line_blocks(stream, piece, limit, spec.id_field, out, lines):
+        table = None if spec.keep_fields else _arrow_block(block, first, limit, spec, out, lines, id_types)
+        if table is not None:
+            yield from out.emit(table)
+            continue
+        parts = block.split(b"\n")
+        if block.endswith(b"\n"):
+            parts.pop()
+        for local, line in enumerate(parts, first):
+            if len(line) > limit:
+                size = len(line) + (local - first < len(parts) - 1 or block.endswith(b"\n"))
+                out.drop_too_large(_peek_id(line, spec.id_field) or out.derived_id(lines.absolute(local)), size)
+            elif line.strip():
+                _parse_json_line(line, lines, local, spec, out)
+            yield from out.flush()
+
+
+#: Bytes of JSONL handed to Arrow's JSON reader at once (about one batch of documents).
+JSONL_BLOCK = 8 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+def _line_blocks(stream: Any, piece: Piece, limit: int, id_field: str, out: BatchBuilder,
+                 lines: _LineNumbers) -> Iterator[tuple[bytes, int]]:
+    """(block, piece-local number of its first line): the piece's lines (those that start before
+    its end) in blocks of about JSONL_BLOCK bytes. A line longer than ``limit`` that has not ended
+    within ``limit`` bytes is dropped as too large without being held; a read that fails (a
+    truncated or corrupt file) quarantines the rest after passing on every whole line before it."""
+    pos = start = lines.start
+    buffer = bytearray()
+    local = 0  # lines passed on so far
     while piece.end is None or pos < piece.end:
         try:
-            line = stream.readline(limit + 1)
+            data = stream.read1(JSONL_BLOCK)
+            error = None
         except (EOFError, OSError, ValueError) as exc:
-            out.quarantine(lines.absolute(local + 1), f"file ends early or is corrupt ({exc}); the rest of it "
-                                                      f"is lost", b"")
+            data, error = b"", exc
+        if pos == 0 and not buffer and data.startswith(_BOM):
+            data, pos = data[3:], 3  # a byte-order mark is not part of the first record
+        buffer += data
+        done = not data
+        cut = -1
+        if piece.end is not None and piece.end - pos <= len(buffer):  # the piece's last line is in view
+            cut = buffer.find(b"\n", max(piece.end - pos - 1, 0))
+            done = done or cut >= 0
+        if done or len(buffer) >= JSONL_BLOCK:
+            cut = cut if cut >= 0 else len(buffer) - 1 if done and error is None else buffer.rfind(b"\n")
+            if cut >= 0:
+                block = bytes(buffer[:cut + 1])
+                del buffer[:cut + 1]
+                yield block, local + 1
+                local += block.count(b"\n") + (not block.endswith(b"\n"))
+                pos += len(block)
+            elif not done and len(buffer) > limit:  # one line, longer than any document may be
+                size = len(buffer) + _skip_line(stream, limit)
+                local += 1
+                out.drop_too_large(_peek_id(bytes(buffer[:4096]), id_field) or out.derived_id(lines.absolute(local)),
+                                   size)
+                pos += size
+                buffer.clear()
+        if error is not None:
+            out.quarantine(lines.absolute(local + 1), f"file ends early or is corrupt ({error}); the rest of it "
+                                                     f"is lost", b"")
             return
-        if not line:
-            if pos == 0:
+        if done:
+            if pos == start == 0 and local == 0:
                 out.quarantine(None, "empty file", b"")
             return
-        pos += len(line)
-        if local == 0 and piece.start == 0 and line.startswith(b"\xef\xbb\xbf"):
-            line = line[3:]  # a byte-order mark is not part of the first record
-        local += 1
-        if len(line) > limit and not line.endswith(b"\n"):
-            size = len(line) + _skip_line(stream, limit)
-            pos += size - len(line)
-            out.drop_too_large(_peek_id(line, spec.id_field) or out.derived_id(lines.absolute(local)), size)
-        elif line.strip():
-            _parse_json_line(line, lines, local, spec, out)
-        yield from out.flush()
+
+
+def _arrow_block(block: bytes, first: int, limit: int, spec: InputSpec, out: BatchBuilder, lines: _LineNumbers,
+                 id_types: list[pa.DataType]) -> pa.Table | None:
+    """The block's records as a table of id and text, when every line is one JSON object with a
+    string text and all ids are strings, all integers or all absent (ids then derived from line
+    numbers); else None."""
+    import pyarrow.json as pj
+
+    view = np.frombuffer(block, np.uint8)
+    ends = np.flatnonzero(view == 10)
+    if not block.endswith(b"\n"):
+        ends = np.append(ends, len(block))
+    starts = np.r_[0, ends[:-1] + 1]
+    longest = int((ends - starts).max())
+    if longest > limit or not (view[starts] == ord("{")).all():  # blank, odd or over-long lines
+        return None
+    for id_type in list(id_types):
+        schema = pa.schema([(spec.id_field, id_type), (spec.text_field, pa.string())])
+        try:
+            table = pj.read_json(pa.BufferReader(block),
+                                 read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, longest + 2)),
+                                 parse_options=pj.ParseOptions(explicit_schema=schema,
+                                                               unexpected_field_behavior="ignore"))
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            continue
+        id_types.sort(key=lambda t: t != id_type)
+        break
+    else:
+        return None
+    ids, texts = table.column(0), table.column(1)
+    if table.num_rows != len(starts) or texts.null_count or 0 < ids.null_count < len(ids):
+        return None
+    if ids.null_count:
+        numbers = pa.array(np.arange(lines.absolute(first), lines.absolute(first) + len(ids)))
+        ids = pc.binary_join_element_wise(out.derived_id(None), pc.cast(numbers, pa.string()), ":")
+    return pa.table({ID: pc.cast(ids, pa.string()), TEXT: texts}).combine_chunks()
 
 
 class _LineNumbers:

@@ -43,7 +43,7 @@ from llmray.pipeline import stats as st
 from llmray.pipeline.card import write_dataset_card
 from llmray.pipeline.engine import Engine
 from llmray.pipeline.plan import Segment, fine_parts, plan_segments
-from llmray.pipeline.report import write_report
+from llmray.pipeline.report import preload, write_report
 from llmray.pipeline.segment import SegmentPlan, marker_path, run_unit
 
 PLAN = "_progress/plan.json"
@@ -104,6 +104,7 @@ def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, lis
     if options.progress and cluster.log_dir() and not options.verbose:
         print(f"Ray's logs: {cluster.log_dir()}", file=sys.stderr)
     kernels.compile_all()
+    preload()
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     num_cpus = cluster.cpu_count()
@@ -150,7 +151,6 @@ def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, lis
         for name, step in segment.steps:
             if name in products or not step.changes_documents:
                 details[name] = step.finish(output, products.get(name, {}))
-    wall_s = time.perf_counter() - started
     _sweep(output, committed)
     for segment in segments:  # what these marks point to is in the work location, deleted below
         if segment.writes == "work":
@@ -158,10 +158,9 @@ def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, lis
             output.delete_tree(f"_progress/g{segment.index}")
     outdir.write_manifest(output, [f for f in output.find() if f.split("/", 1)[0] in outdir.OWNED_DIRS
                                    and not f.startswith(("_progress/", "_work/"))])
-    stats = _finish(total, stage_order, spec, output, wall_s, startup_s, started_at, details, skipped,
-                    _fingerprint(_listing(listings)))
     work.delete_tree()
-    return stats
+    return _finish(total, stage_order, spec, output, started, startup_s, started_at, details, skipped,
+                   _fingerprint(_listing(listings)))
 
 
 def _previous_group(segments: list[Segment], segment: Segment) -> list[tuple[str, GlobalStep]]:
@@ -377,10 +376,14 @@ def _sweep(output: Storage, committed: list[str]) -> None:
         output.delete_many(leftovers)
 
 
-def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage, wall_s: float, startup_s: float,
+def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage, started: float, startup_s: float,
             started_at: str, details: dict, skipped: list[str], input_fingerprint: str) -> dict[str, Any]:
+    """Write the report, the dataset card and stats.json, whose ``wall_s`` runs from the start of the
+    run (Ray's start-up apart) to the end of all of them but stats.json itself; the report, written
+    before, shows the time up to its own writing."""
     from llmray import cluster
 
+    wall_s = time.perf_counter() - started
     order = [s for s in stage_order + ["intermediate_io", "write"] if s in total["stages"]]
     stats: dict[str, Any] = {
         "docs_in": total["docs_in"], "docs_out": total["docs_out"],
@@ -408,6 +411,8 @@ def _finish(total: dict, stage_order: list[str], spec: JobSpec, output: Storage,
     stats["accounting_ok"] = problem is None
     write_report(stats, output, "report.html")
     write_dataset_card(stats, output)
+    wall_s = time.perf_counter() - started
+    stats.update(wall_s=round(wall_s, 3), throughput_mb_s=round(total["bytes_in"] / max(wall_s, 1e-9) / 1e6, 3))
     output.put("stats.json", json.dumps(stats, indent=2).encode())
     if problem:
         raise RuntimeError(f"{problem}. This is a bug in llmray; stats.json holds the counts.")

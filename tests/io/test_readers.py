@@ -1,6 +1,7 @@
 """Readers: every format, stable ids, and every kind of bad input quarantined with file and line."""
 
 import gzip
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -259,3 +260,46 @@ def test_names_are_taken_literally_and_links_are_followed_or_listed(tmp_path):
     assert sorted(s.rsplit(" (", 1)[1] for s in skipped) == ["hidden)", "link that loops)", "link to a folder)"]
     docs, _, _ = read_all(folder / "a::b.jsonl")
     assert docs[0]["text"] == "colons are part of the name"
+
+
+@pytest.mark.parametrize("block", [256, 4096, 65536])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_arrow_blocks_read_exactly_what_the_line_by_line_reader_reads(tmp_path, monkeypatch, block, compressed):
+    """The fast path (a block of lines per Arrow call) against the per-line reader, which
+    ``keep_fields`` forces: same documents, ids, quarantine records and too-large drops, whatever
+    the block size, the pieces a file is cut into and the mix of good and bad lines."""
+    import random
+
+    from llmray.io import readers
+
+    def line(record):
+        return json.dumps(record, ensure_ascii=False).encode()
+
+    rng = random.Random(7)
+    lines = [line({"id": "first", "text": "after the byte-order mark"})]
+    bad = [b"", b"   ", b'{"text": 5}', b'{"id": true, "text": "t"}', b"[1]", b'{"text": "cut',
+           b'{"id": "d", "text": "a", "text": "b"}', b'{"text": "' + b"x" * 3000 + b'"}', b'{"text": "crlf"}\r',
+           b'{"id": 1.5, "text": "f"}', b'{"id": "n", "text": null}']
+    for run in range(12):  # runs of lines alike (string, integer or no ids), bad lines in some runs
+        kind = run // 3 % 3
+        for i in range(run * 300, run * 300 + 300):
+            text = "word " * rng.randint(0, 60) + "中文" * rng.randint(0, 3)
+            record = {"id": f"s{i}", "text": text} if kind == 0 else {"id": i, "text": text, "meta": {"k": [1]}} \
+                if kind == 1 else {"text": text}
+            lines.append(rng.choice(bad) if run % 4 == 3 and rng.random() < 0.05 else line(record))
+    data = b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n"
+    path = tmp_path / ("mixed.jsonl.gz" if compressed else "mixed.jsonl")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    monkeypatch.setattr(readers, "JSONL_BLOCK", block)
+    arrow_block, taken = readers._arrow_block, []
+    monkeypatch.setattr(readers, "_arrow_block", lambda *a: taken.append(arrow_block(*a)) or taken[-1])
+
+    def read(**options):
+        docs, quarantined, too_large = read_all(path, chunk_mb=0.02, max_doc_mb=0.002, **options)
+        return [(d["id"], d["text"]) for d in docs], quarantined, too_large
+
+    fast, slow = read(), read(keep_fields=["absent"])
+    assert fast == slow
+    assert sum(t is not None for t in taken) >= 3  # Arrow took blocks, and the per-line reader the rest
+    assert len(fast[0]) > 3000 and fast[1] and fast[2]
+    assert fast[0][0][0] == "first"
