@@ -152,7 +152,10 @@ def _distributed_components(ctx: GlobalContext, shared: Shared, edge_stage: str,
 
 
 def _verify_groups(ctx: GlobalContext, num_perm: int, group_bytes: float) -> list[list[int]]:
-    """Consecutive units whose signatures fit one verify task."""
+    """Consecutive units whose signatures fit one verify task, in at least as many groups as there
+    are CPUs (where there are enough units), so that verifying keeps every CPU busy."""
+    total = sum(unit.docs for unit in ctx.units) * num_perm * 4
+    group_bytes = min(group_bytes, -(-total // max(1, ctx.num_cpus)))
     groups: list[list[int]] = [[]]
     size = 0
     for unit in ctx.units:

@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.io.storage import Storage
+from llmray.kernels.partition import part_order
 
 MAGIC = b"LLMRAYX2"
 META_BYTES = 64
@@ -143,15 +144,14 @@ def _ranges(storage: Storage, paths: list[str], starts: list[int], ends: list[in
 
 def split(rows: np.ndarray, part: np.ndarray, n: int) -> list[np.ndarray]:
     """``rows`` (along axis 0) grouped into ``n`` arrays by part number, order kept within each."""
-    order = np.argsort(part, kind="stable")
-    bounds = np.cumsum(np.bincount(part.astype(np.int64), minlength=n))[:-1]
-    return np.split(rows[order], bounds)
+    order, counts = part_order(part, n)
+    return np.split(rows[order], np.cumsum(counts)[:-1])
 
 
 def split_table(table: pa.Table, part: np.ndarray, n: int) -> list[pa.Table]:
-    order = np.argsort(part, kind="stable")
+    order, counts = part_order(part, n)
     table = table.take(order)
-    ends = np.cumsum(np.bincount(part.astype(np.int64), minlength=n))
+    ends = np.cumsum(counts)
     return [table.slice(int(a), int(b - a)) for a, b in zip(np.r_[0, ends[:-1]], ends, strict=True)]
 
 

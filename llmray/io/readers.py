@@ -193,7 +193,8 @@ def plan_chunks(inputs: list[InputSpec], num_cpus: int,
     chunks: list[Chunk] = []
     for index, (spec, pieces) in enumerate(zip(inputs, pieces_per_input, strict=True)):
         limit = int(spec.chunk_mb * MB)
-        target = int(min(limit, max(MIN_CHUNK_BYTES, total / (CHUNKS_PER_CPU * max(1, num_cpus)))))
+        # Rounded up, so that one file of N x target bytes makes N chunks, not N + 1.
+        target = min(limit, max(MIN_CHUNK_BYTES, -(-total // (CHUNKS_PER_CPU * max(1, num_cpus)))))
         cut = [part for piece in pieces for part in _cut(piece, target, spec.storage_options)]
         chunks += _group(cut, target, spec.source, index)
     return chunks, skipped
@@ -377,7 +378,7 @@ def _line_blocks(stream: Any, piece: Piece, limit: int, id_field: str, out: Batc
         if done or len(buffer) >= JSONL_BLOCK:
             cut = cut if cut >= 0 else len(buffer) - 1 if done and error is None else buffer.rfind(b"\n")
             if cut >= 0:
-                block = bytes(buffer[:cut + 1])
+                block = bytes(memoryview(buffer)[:cut + 1])
                 del buffer[:cut + 1]
                 yield block, local + 1
                 local += block.count(b"\n") + (not block.endswith(b"\n"))

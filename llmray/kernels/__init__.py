@@ -1,8 +1,9 @@
 """Compiled kernels: pure functions over Arrow buffers and numpy arrays (no Ray, no steps), one module
 per topic: :mod:`~llmray.kernels.text` (word, line, paragraph and n-gram statistics),
 :mod:`~llmray.kernels.c4` (C4's line rules), :mod:`~llmray.kernels.minhash` (sketches and hashes),
-:mod:`~llmray.kernels.graph` (union-find), :mod:`~llmray.kernels.langid` (language identification),
-:mod:`~llmray.kernels.segment` (word segmentation of Chinese and other scripts without spaces).
+:mod:`~llmray.kernels.graph` (union-find), :mod:`~llmray.kernels.partition` (rows by partition),
+:mod:`~llmray.kernels.langid` (language identification), :mod:`~llmray.kernels.segment` (word
+segmentation of Chinese and other scripts without spaces).
 
 The kernels are numba functions with ``cache=True``: compiled once, the machine code is kept beside
 the package (or in numba's user cache where the package is read-only) and later processes load it.
@@ -37,7 +38,7 @@ def compile_all(force: bool = False) -> float:
     import numpy as np
     import pyarrow as pa
 
-    from llmray.kernels import c4, clean, graph, minhash, text
+    from llmray.kernels import c4, clean, graph, minhash, partition, text
 
     for kind in (pa.string(), pa.large_string()):
         # Rows that take every path: clean and dirty whitespace, non-ASCII, citations, patterns.
@@ -66,6 +67,7 @@ def compile_all(force: bool = False) -> float:
         for normalize in (False, True):
             minhash.text_hashes(column, normalize)
     graph.union_find_min(3, np.array([0, 1]), np.array([1, 2]))
+    partition.part_order(np.array([1, 0, 1], np.uint64), 2)
     _compile_segmentation()
     from llmray.errors import UserError
     from llmray.kernels import langid
