@@ -32,6 +32,10 @@ class Sidecar:
     def add(self, table: pa.Table, first_row: int) -> None:
         raise NotImplementedError
 
+    def share(self, others: list[Sidecar]) -> None:
+        """Told, before the first batch, of every sidecar of the unit (itself among them), so that
+        sidecars that need the same pass over the text can take it once. Nothing by default."""
+
     def close(self, work: Storage, name: str) -> dict[str, Any]:
         """Write the unit's sidecar as ``name`` under ``work``; return a small JSON-able summary."""
         raise NotImplementedError

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from llmray.decisions import Sidecar
+from llmray.dedup.exact import HashSidecar
 from llmray.io import exchange
 from llmray.io.storage import Storage
 from llmray.kernels import minhash
@@ -64,7 +66,24 @@ def lsh_params(threshold: float, num_perm: int, fn_weight: float = FN_WEIGHT) ->
     return best[1], best[2]
 
 
-class SignatureSidecar:
+class TextPass:
+    """Signatures, token counts and normalized exact hashes of the batch in hand, from one
+    tokenization of its text (``minhash.sketches``): a job with both dedups reads each text once."""
+
+    def __init__(self, spec: SketchSpec):
+        self.spec = spec
+        self._table: pa.Table | None = None
+        self._result: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def of(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if table is not self._table or self._result is None:
+            spec = self.spec
+            self._result = minhash.sketches(table.column(TEXT), spec.num_perm, spec.ngram, spec.chars, spec.seed)
+            self._table = table
+        return self._result
+
+
+class SignatureSidecar(Sidecar):
     """Band rows (band key, signature hash, row) of a unit's documents, cut into ``fine`` parts by
     key; with ``keep_signatures`` also the signatures themselves (for ``verify``).
 
@@ -77,12 +96,27 @@ class SignatureSidecar:
         self.rows: list[np.ndarray] = []
         self.sigs: list[np.ndarray] = []
         self.docs = self.empty = 0
+        self.text_pass: TextPass | None = None
+
+    def share(self, others: list[Sidecar]) -> None:
+        """With ``auto`` shingles, an exact dedup's normalized text hashes come from the same tokens
+        (for text without CJK characters; the kernel re-tokenizes the others)."""
+        if minhash.shingle_mode(self.spec.chars)[0] != minhash.AUTO:
+            return
+        for other in others:
+            if isinstance(other, HashSidecar) and other.normalize and other.column == TEXT \
+                    and other.text_pass is None:
+                self.text_pass = other.text_pass = TextPass(self.spec)
+                return
 
     def add(self, table: pa.Table, first_row: int) -> None:
         if table.num_rows == 0:
             return
         spec = self.spec
-        sig, ntokens = minhash.signatures(table.column(TEXT), spec.num_perm, spec.ngram, spec.chars, spec.seed)
+        if self.text_pass is not None:
+            sig, ntokens, _ = self.text_pass.of(table)
+        else:
+            sig, ntokens = minhash.signatures(table.column(TEXT), spec.num_perm, spec.ngram, spec.chars, spec.seed)
         keys = minhash.band_keys(sig, spec.bands, spec.rows, spec.seed)
         has_tokens = ntokens > 0
         rows = np.arange(first_row, first_row + len(sig), dtype=np.uint64)
@@ -95,6 +129,7 @@ class SignatureSidecar:
         self.empty += int((~has_tokens).sum())
 
     def close(self, work: Storage, name: str) -> dict[str, Any]:
+        self.text_pass = None
         rows = np.concatenate(self.rows) if self.rows else np.empty((0, 3), np.uint64)
         exchange.write_parts(work, f"{name}.bands", exchange.split(rows, exchange.hash_part(rows[:, 0], self.fine),
                                                                    self.fine))

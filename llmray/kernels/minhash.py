@@ -291,14 +291,20 @@ def _densify(bins, out, seed):
 
 
 @njit(cache=True, nogil=True)
-def _signatures(offsets, data, table, ascii_map, mode, ngram, cjk_ngram, num_perm, seed):
+def _signatures(offsets, data, table, ascii_map, mode, ngram, cjk_ngram, num_perm, seed, exact):
+    """Signatures and token counts; with ``exact`` also each text's normalized exact hash (as
+    ``_text_hashes`` with normalize gives it), from the same tokens where the text has no CJK
+    character (the exact hash's tokens are then the same), from a second pass where it has."""
     n_docs = offsets.shape[0] - 1
     sig = np.zeros((n_docs, num_perm), dtype=np.uint32)
     ntokens = np.zeros(n_docs, dtype=np.int64)
+    hashes = np.empty((n_docs if exact else 0, 2), dtype=np.uint64)
     bins = np.empty(num_perm, dtype=np.uint64)
     dense = np.empty(num_perm, dtype=np.uint64)
     tokens = np.empty(4096, dtype=np.uint64)
     cjk = np.empty(4096 if mode == AUTO else 1, dtype=np.uint64)
+    again = np.empty(4096 if exact else 1, dtype=np.uint64)
+    unused = np.empty(1, dtype=np.uint64)
     shingle_seed = fmix64(seed ^ GOLDEN)
     cjk_seed = fmix64(seed ^ _SEED_CJK)
     probe_seed = fmix64(seed ^ _SEED_PROBE)
@@ -312,6 +318,13 @@ def _signatures(offsets, data, table, ascii_map, mode, ngram, cjk_ngram, num_per
             if mode == AUTO:
                 cjk = _capacity(cjk, need)
             count, m = _word_tokens(data, offsets[d], offsets[d + 1], table, ascii_map, tokens, cjk, mode)
+        if exact:
+            if mode == AUTO and m == 0:
+                hashes[d, 0], hashes[d, 1] = _fold_tokens(tokens, count)
+            else:
+                again = _capacity(again, need)
+                words, _ = _word_tokens(data, offsets[d], offsets[d + 1], table, ascii_map, again, unused, CHAR)
+                hashes[d, 0], hashes[d, 1] = _fold_tokens(again, words)
         ntokens[d] = count + m
         if count + m == 0:
             continue
@@ -321,7 +334,7 @@ def _signatures(offsets, data, table, ascii_map, mode, ngram, cjk_ngram, num_per
         _densify(bins, dense, probe_seed)
         for b in range(num_perm):
             sig[d, b] = np.uint32(dense[b])
-    return sig, ntokens
+    return sig, ntokens, hashes
 
 
 @njit(cache=True, nogil=True)
@@ -338,6 +351,17 @@ def _band_keys(sig, bands, rows, seed):
     return keys
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _fold_tokens(tokens, count):
+    """The normalized exact hash (two lanes) of a token sequence."""
+    h1 = FNV_OFFSET
+    h2 = _LANE2
+    for t in range(count):
+        h1 = rotl64((h1 ^ tokens[t]) * GOLDEN, _S27)
+        h2 = rotl64((h2 ^ rotl64(tokens[t], _S37)) * _LANE2, _S37)
+    return fmix64(h1 ^ np.uint64(count)), fmix64(h2 + np.uint64(count) * GOLDEN)
+
+
 @njit(cache=True, nogil=True)
 def _text_hashes(offsets, data, table, ascii_map, normalize):
     n_docs = offsets.shape[0] - 1
@@ -345,20 +369,18 @@ def _text_hashes(offsets, data, table, ascii_map, normalize):
     tokens = np.empty(4096, dtype=np.uint64)
     unused = np.empty(1, dtype=np.uint64)
     for d in range(n_docs):
-        h1 = FNV_OFFSET
-        h2 = _LANE2
         if normalize:
             tokens = _capacity(tokens, offsets[d + 1] - offsets[d] + 1)
             count, _ = _word_tokens(data, offsets[d], offsets[d + 1], table, ascii_map, tokens, unused, CHAR)
-            for t in range(count):
-                h1 = rotl64((h1 ^ tokens[t]) * GOLDEN, _S27)
-                h2 = rotl64((h2 ^ rotl64(tokens[t], _S37)) * _LANE2, _S37)
-        else:
-            count = offsets[d + 1] - offsets[d]
-            for k in range(offsets[d], offsets[d + 1]):
-                c = np.uint64(data[k])
-                h1 = (h1 ^ c) * FNV_PRIME
-                h2 = rotl64((h2 ^ c) * _LANE2, _S27)
+            out[d, 0], out[d, 1] = _fold_tokens(tokens, count)
+            continue
+        h1 = FNV_OFFSET
+        h2 = _LANE2
+        count = offsets[d + 1] - offsets[d]
+        for k in range(offsets[d], offsets[d + 1]):
+            c = np.uint64(data[k])
+            h1 = (h1 ^ c) * FNV_PRIME
+            h2 = rotl64((h2 ^ c) * _LANE2, _S27)
         out[d, 0] = fmix64(h1 ^ np.uint64(count))
         out[d, 1] = fmix64(h2 + np.uint64(count) * GOLDEN)
     return out
@@ -375,12 +397,24 @@ def signatures(texts: pa.Array | pa.ChunkedArray, num_perm: int = 128, ngram: in
     ``chars``: False for word shingles, True for character shingles, ``Auto(cjk_ngram)`` for words
     (``ngram`` of them) plus CJK characters (``cjk_ngram`` of them) in one set.
     """
+    sig, ntokens, _ = _sketch(texts, num_perm, ngram, chars, seed, False)
+    return sig, ntokens
+
+
+def sketches(texts: pa.Array | pa.ChunkedArray, num_perm: int = 128, ngram: int = 5,
+             chars: bool | Auto = False, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``signatures`` and the normalized exact hashes (``text_hashes(texts, True)``) from one pass."""
+    return _sketch(texts, num_perm, ngram, chars, seed, True)
+
+
+def _sketch(texts: pa.Array | pa.ChunkedArray, num_perm: int, ngram: int, chars: bool | Auto, seed: int,
+            exact: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if num_perm < 1 or ngram < 1:
         raise ValueError("num_perm and ngram must be positive")
     mode, cjk_ngram = shingle_mode(chars)
     offsets, data = texts_buffers(texts)
     return _signatures(offsets, data, char_table(), _ascii_map(), mode, ngram, cjk_ngram, num_perm,
-                       np.uint64(seed))
+                       np.uint64(seed), exact)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int, seed: int = 0) -> np.ndarray:

@@ -109,6 +109,9 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
     rejects = _Rejects(plan.output, prefix) if plan.rejects else None
     quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
     sidecars = [(name, step.sidecar(plan.fine)) for name, step in plan.sidecars]
+    for _, sidecar in sidecars:
+        if sidecar is not None:
+            sidecar.share([s for _, s in sidecars if s is not None])
     written = written_bytes = 0
     for number, (batch, read_s) in enumerate(_timed(_batches(key, chunk, plan))):
         if number in poisoned:

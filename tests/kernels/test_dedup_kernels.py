@@ -122,6 +122,21 @@ def test_auto_is_word_shingles_without_cjk():
         assert (word == auto).all() and (n_word == n_auto).all()
 
 
+@pytest.mark.parametrize("chars", [False, True, minhash.Auto(), minhash.Auto(2)])
+def test_one_pass_sketches_give_the_exact_hashes_and_signatures_of_two(chars):
+    """``sketches`` (what a job with both dedups computes) against ``text_hashes`` and ``signatures``
+    apart, on English, Chinese, Japanese, full-width and mixed text, and empty documents."""
+    rng = random.Random(3)
+    pool = WORDS[:300] + ["使用", "命令", "中文", "日本語", "かな", "ＡＰＴ", "café", "x-1", "。", "，"]
+    texts = pa.array([(" " if rng.random() < 0.7 else "").join(rng.choice(pool) for _ in range(rng.randint(0, 80)))
+                      for _ in range(300)] + ["", "使用 apt 命令。", "使用ＡＰＴ命令", "   "])
+    sig, ntokens, hashes = minhash.sketches(texts, 64, 3, chars, 5)
+    alone, counted = minhash.signatures(texts, 64, 3, chars, 5)
+    assert (sig == alone).all() and (ntokens == counted).all()
+    assert (hashes == minhash.text_hashes(texts, True)).all()
+    assert (hashes[-3] == hashes[-2]).all()  # the normalization's own promise holds in one pass too
+
+
 def test_auto_signatures_of_cjk_and_mixed_text():
     rng = random.Random(9)
     equal = ["数据去重，处理中文。", "数据去重 处理中文", "「数据」去重：处理——中文！"]
