@@ -110,7 +110,10 @@ def job_rows(results: dict[str, Any]) -> list[str]:
     steps = "; ".join(f"`{j['file']}` = {', '.join(j['steps'])}" for j in jobs)
     lines = ["### Whole jobs through the runner", "",
              "The shipped job files as `llmray run JOB --input FILE --num-cpus N` runs them, each on one "
-             "uncompressed JSONL file; MB/s per core = input MB / wall_s (Ray start-up apart) / CPUs; "
+             "uncompressed JSONL file, Ray started afresh for every timed run (new worker processes that import "
+             "llmray and load its compiled kernels and models, as one `llmray run` does); MB/s per core = input "
+             "MB / stats.json's wall_s (from the start of the run to the end of its report; Ray's start-up "
+             "apart) / CPUs; "
              f"efficiency against the smallest CPU count. Steps: {steps}.", ""]
     lines += _table(["job", "corpus", "docs", "MB", "CPUs", "wall s", "MB/s per core", "spread", "efficiency",
                      "kept", "peak tree RSS MB", "removal F1"], rows)
@@ -224,8 +227,9 @@ def headline(results: dict[str, Any], full_tables: str) -> str:
     lines = [f"From `{' '.join(results['command'])}` ({results['mode']} mode, {s['repeats']} repeat(s), medians) "
              f"on {results['created'][:10]}; every table of that run: `{full_tables}`.", "",
              f"Machine: {machine_line(results)}.", "",
-             "Whole jobs first, as `llmray run` runs them (ratio: llmray on 1 CPU against the peer in one "
-             "process, on the same file); then parts of jobs.", ""]
+             "Whole jobs first, as `llmray run` runs them: each timed run starts Ray afresh, and its time runs "
+             "from the start of the run to the end of its report, Ray's start-up apart (ratio: llmray on 1 CPU "
+             "against the peer in one process, on the same file); then parts of jobs.", ""]
     rows = _job_claims(results) + _peer_claims(results)
     rows += _dedup_claims(results) + _part_claims(results) + _scaling_claims(results)
     return "\n".join(lines + _table(["what", "llmray", "peer, same run", "ratio"], rows))

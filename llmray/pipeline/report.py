@@ -12,24 +12,22 @@ output, read back through its :class:`Storage` (a local folder or any fsspec URL
 * time per step and per global phase (``intermediate_io`` and ``write`` are the runner's own I/O,
   shown only there); the resolved job (``job.json``, credentials masked).
 
-Plots are matplotlib (Agg) PNGs inlined as data URIs, with logarithmic axes where counts span
-orders of magnitude, so 40 drops among 1,540 documents draw a visible bar. Reading the output is
+Plots are SVG bar charts (:mod:`llmray.pipeline.charts`) inlined as data URIs, with logarithmic
+axes where counts span orders of magnitude, so 40 drops among 1,540 documents draw a visible bar. Reading the output is
 bounded (``SCAN_ROWS``, ``DATA_SHARDS``) and never fails the run: a part that cannot be read says so.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
-import io
 import json
 import math
 import re
-import threading
 from typing import Any
 
 from llmray.io.storage import Storage
+from llmray.pipeline import charts
 
 #: Stages of the runner's own I/O, not steps of the job.
 INTERNAL = ("intermediate_io", "write")
@@ -49,21 +47,6 @@ KEPT, DROPPED, REWRITTEN = "#3b6fb6", "#d1495b", "#edae49"
 
 def write_report(stats: dict[str, Any], storage: Storage, name: str = "report.html") -> None:
     storage.put(name, render(stats, storage).encode())
-
-
-def preload() -> None:
-    """Import matplotlib and what drawing a PNG needs (about 1.3 s) in a background thread while the
-    run's tasks work, so the report at the end does not wait for it: the driver is idle meanwhile."""
-    threading.Thread(target=_draw_once, name="llmray-report-preload", daemon=True).start()
-
-
-def _draw_once() -> None:
-    fig = _figure(1, 1)
-    ax = fig.add_subplot()
-    ax.plot([1, 10], [1, 2])
-    _log_axis(ax, [1, 1000], formatter=_bytes_tick)
-    ax.set_title("x")
-    _png(fig)
 
 
 # -- what the output holds beyond stats.json ---------------------------------------------------------
@@ -333,45 +316,7 @@ def _e(value: Any) -> str:
 # -- plots -----------------------------------------------------------------------------------------------
 
 
-def _png(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def _figure(width: float, height: float) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height))
-    fig.patch.set_facecolor("white")
-    return fig
-
-
-def _style(ax: Any) -> None:
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(axis="x", which="major", color="#e3e3e3", linewidth=0.8)
-    ax.set_axisbelow(True)
-    ax.tick_params(labelsize=9)
-
-
-def _log_axis(ax: Any, values: list[float], which: str = "x", formatter: Any = None) -> None:
-    """A log axis ticked at the powers of ten only: matplotlib's own log ticks (with their minor
-    ticks) take most of the time of drawing a report."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
-    top = max([v for v in values if v > 0] or [1])
-    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    (ax.set_xlim if which == "x" else ax.set_ylim)(0.5, top * 4)
-    axis = ax.xaxis if which == "x" else ax.yaxis
-    axis.set_major_locator(FixedLocator([10.0 ** k for k in range(int(math.log10(top * 4)) + 1)]))
-    axis.set_minor_locator(NullLocator())
-    axis.set_major_formatter(FuncFormatter(formatter or (lambda v, _: f"{v:,.0f}" if v >= 1 else "")))
-
-
-def _bytes_tick(v: float, _: Any) -> str:
+def _bytes_tick(v: float) -> str:
     if v < 1:
         return ""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("B", 1)):
@@ -380,66 +325,35 @@ def _bytes_tick(v: float, _: Any) -> str:
     return ""
 
 
-def _plot_funnel(rows: list[dict[str, Any]]) -> str:
-    """Per step: passed on and removed, documents and bytes, on log axes."""
-    names = [r["name"] for r in rows][::-1]
-    ys = list(range(len(rows)))
-    fig = _figure(12.5, 0.42 * len(rows) + 1.5)
-    left, right = fig.subplots(1, 2, sharey=True)
-    h = 0.38
-    kept = [r["docs_out"] for r in rows][::-1]
-    lost = [r["docs_dropped"] for r in rows][::-1]
-    left.barh([y + h / 2 for y in ys], kept, height=h, color=KEPT, label="passed on")
-    left.barh([y - h / 2 for y in ys], lost, height=h, color=DROPPED, label="dropped")
-    for y, n in zip(ys, lost, strict=True):
-        left.text(max(n, 0.6) * 1.15, y - h / 2, f"{n:,}", va="center", fontsize=8, color="#7a1f2b")
-    left.set_yticks(ys, names)
-    _log_axis(left, kept)
-    left.set_xlabel("documents (log scale)")
-    left.set_title("Documents per step", fontsize=11, loc="left")
-    h3 = 0.27
-    passed = [r["bytes_out"] for r in rows][::-1]
-    gone = [r["bytes_dropped"] if r["bytes_dropped"] is not None else r["bytes_in"] - r["bytes_out"]
-            for r in rows][::-1]
-    rewritten = [abs(r["bytes_rewritten"] or 0) for r in rows][::-1]
-    right.barh([y + h3 for y in ys], passed, height=h3, color=KEPT, label="passed on")
-    right.barh(ys, gone, height=h3, color=DROPPED, label="dropped with documents")
-    right.barh([y - h3 for y in ys], rewritten, height=h3, color=REWRITTEN, label="changed by rewriting")
-    for y, a, b in zip(ys, gone, rewritten, strict=True):
-        if a:
-            right.text(a * 1.15, y, human_size(a), va="center", fontsize=7.5, color="#7a1f2b")
-        if b:
-            right.text(b * 1.15, y - h3, human_size(b), va="center", fontsize=7.5, color="#8a5a00")
-    _log_axis(right, passed, formatter=_bytes_tick)
-    right.set_xlabel("bytes of text (log scale)")
-    right.set_title("Bytes per step", fontsize=11, loc="left")
-    for ax in (left, right):
-        _style(ax)
-    left.legend(loc="lower left", fontsize=8, frameon=False, bbox_to_anchor=(0, 1.06), ncol=2)
-    right.legend(loc="lower left", fontsize=8, frameon=False, bbox_to_anchor=(0, 1.06), ncol=3)
-    fig.subplots_adjust(wspace=0.08)
-    return _png(fig)
+def _plot_funnel(rows: list[dict[str, Any]]) -> list[str]:
+    """Per step: passed on and removed, documents and bytes, on log axes (two charts)."""
+    names = [r["name"] for r in rows]
+    lost = [r["docs_dropped"] for r in rows]
+    gone = [r["bytes_dropped"] if r["bytes_dropped"] is not None else r["bytes_in"] - r["bytes_out"] for r in rows]
+    rewritten = [abs(r["bytes_rewritten"] or 0) for r in rows]
+    docs = charts.hbars(names, [
+        charts.Series("passed on", [r["docs_out"] for r in rows], KEPT),
+        charts.Series("dropped", lost, DROPPED, [f"{n:,}" for n in lost], "#7a1f2b")],
+        "Documents per step", "documents (log scale)")
+    size = charts.hbars(names, [
+        charts.Series("passed on", [r["bytes_out"] for r in rows], KEPT),
+        charts.Series("dropped with documents", gone, DROPPED, [human_size(n) if n else "" for n in gone], "#7a1f2b"),
+        charts.Series("changed by rewriting", rewritten, REWRITTEN, [human_size(n) if n else "" for n in rewritten],
+                      "#8a5a00")], "Bytes per step", "bytes of text (log scale)", _bytes_tick)
+    return [docs, size]
 
 
 def _plot_reasons(stats: dict[str, Any], order: list[str]) -> str:
     dropped = stats["dropped"]
-    reasons = sorted(dropped, key=lambda r: (-dropped[r], r))[::-1]
+    reasons = sorted(dropped, key=lambda r: (-dropped[r], r))
     steps = [_base(s) for s in order if any(r.split(".", 1)[0] == _base(s) for r in reasons)]
     steps += sorted({r.split(".", 1)[0] for r in reasons} - set(steps))
     color = {s: COLORS[i % len(COLORS)] for i, s in enumerate(steps)}
-    fig = _figure(10, 0.3 * len(reasons) + 1.3)
-    ax = fig.subplots()
     values = [dropped[r] for r in reasons]
-    ax.barh(reasons, values, color=[color[r.split(".", 1)[0]] for r in reasons], height=0.65)
-    for y, n in enumerate(values):
-        label = f"{n:,}  ({percent(n, stats['docs_in'])} of read)" if n else "0"
-        ax.text(max(n, 0.6) * 1.12, y, label, va="center", fontsize=8)
-    _log_axis(ax, values)
-    ax.set_xlim(0.5, max(values + [1]) * 6)
-    ax.set_xlabel("documents dropped (log scale)")
-    _style(ax)
-    ax.set_title("Drop reasons, colored by step", fontsize=11, loc="left")
-    return _png(fig)
+    notes = [f"{n:,}  ({percent(n, stats['docs_in'])} of read)" if n else "0" for n in values]
+    bars = charts.Series("", values, KEPT, notes, colors=[color[r.split(".", 1)[0]] for r in reasons])
+    return charts.hbars(reasons, [bars], "Drop reasons, colored by step", "documents dropped (log scale)",
+                        headroom=40, legend=list(color.items()))
 
 
 def _plot_lengths(hist: dict[str, Any]) -> str | None:
@@ -450,42 +364,21 @@ def _plot_lengths(hist: dict[str, Any]) -> str | None:
     low = min(i for series in (before, after) for i, v in enumerate(series) if v)
     before, after = (list(series[low:top]) + [0] * (top - low - len(series[low:top])) for series in (before, after))
     labels = [f"{2 ** (k - 1):,}" if k else "0" for k in range(low, top)]
-    fig = _figure(10, 3.0)
-    ax = fig.subplots()
-    xs = list(range(len(labels)))
-    ax.bar([x - 0.2 for x in xs], before, width=0.4, label="read", color="#9aa5b1")
-    ax.bar([x + 0.2 for x in xs], after, width=0.4, label="kept", color=KEPT)
-    ax.set_xticks(xs, labels, rotation=50, fontsize=8)
-    _log_axis(ax, list(before) + list(after), which="y")
-    ax.set_xlabel("document length in characters (each bin starts at)")
-    ax.set_ylabel("documents (log)")
-    ax.grid(axis="y", color="#e3e3e3")
-    ax.set_axisbelow(True)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title("Document lengths before and after", fontsize=11, loc="left")
-    return _png(fig)
+    return charts.vbars(labels, [charts.Series("read", before, "#9aa5b1"), charts.Series("kept", after, KEPT)],
+                        "Document lengths before and after", "document length in characters (each bin starts at)",
+                        "documents (log)")
 
 
 def _plot_clusters(stage: str, hist: dict[int, int]) -> str:
-    fig = _figure(6.5, 2.8)
-    ax = fig.subplots()
     sizes = sorted(hist)
-    ax.bar(range(len(sizes)), [hist[s] for s in sizes], color=COLORS[3], width=0.6)
-    for x, s in enumerate(sizes):
-        ax.text(x, hist[s] * 1.1, f"{hist[s]:,}", ha="center", fontsize=8)
-    ax.set_xticks(range(len(sizes)), [f"{s:,}" for s in sizes], fontsize=8, rotation=0 if len(sizes) < 12 else 60)
-    ax.set_xlim(-0.75, max(len(sizes), 8) - 0.25)
-    _log_axis(ax, list(hist.values()), which="y")
-    ax.set_xlabel("cluster size (documents)")
-    ax.set_ylabel("clusters (log)")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.set_title(f"{stage}: cluster sizes", fontsize=11, loc="left")
-    return _png(fig)
+    return charts.vbars([f"{s:,}" for s in sizes], [charts.Series("clusters", [hist[s] for s in sizes], COLORS[3],
+                                                                   [f"{hist[s]:,}" for s in sizes])],
+                        f"{stage}: cluster sizes", "cluster size (documents)", "clusters (log)", width=520,
+                        min_slots=8)
 
 
-def _img(png: str | None, alt: str) -> str:
-    return f'<img src="data:image/png;base64,{png}" alt="{_e(alt)}">' if png else ""
+def _img(svg: str | None, alt: str) -> str:
+    return f'<img src="data:image/svg+xml;base64,{svg}" alt="{_e(alt)}">' if svg else ""
 
 
 # -- the page ------------------------------------------------------------------------------------------
@@ -615,7 +508,8 @@ def _funnel_section(stats: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     return _section("funnel", "Funnel", f"""<p>Each step in the order it ran. <i>Dropped with documents</i> is the
 text of documents a step removed; <i>changed by rewriting</i> is text a cleaning step cut out of (or, with +, added to)
 documents it kept: no document is lost there.</p>{table}
-{_img(_plot_funnel(rows), "documents and bytes per step")}{counted}""")
+{"".join(_img(svg, alt) for svg, alt in zip(_plot_funnel(rows), ("documents per step", "bytes per step"),
+                                            strict=True))}{counted}""")
 
 
 def _reasons_section(stats: dict[str, Any], rows: list[dict[str, Any]], found: Evidence) -> str:

@@ -43,7 +43,7 @@ from llmray.pipeline import stats as st
 from llmray.pipeline.card import write_dataset_card
 from llmray.pipeline.engine import Engine
 from llmray.pipeline.plan import Segment, fine_parts, plan_segments
-from llmray.pipeline.report import preload, write_report
+from llmray.pipeline.report import write_report
 from llmray.pipeline.segment import SegmentPlan, marker_path, run_unit
 
 PLAN = "_progress/plan.json"
@@ -104,7 +104,6 @@ def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, lis
     if options.progress and cluster.log_dir() and not options.verbose:
         print(f"Ray's logs: {cluster.log_dir()}", file=sys.stderr)
     kernels.compile_all()
-    preload()
     started = time.perf_counter()
     started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     num_cpus = cluster.cpu_count()
