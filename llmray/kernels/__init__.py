@@ -19,14 +19,18 @@ import time
 from pathlib import Path
 
 
+def cache_folder() -> Path:
+    """Where compiled kernels (and other derived data, such as the decoded language model) are kept."""
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    return Path(cache) if cache else Path(__file__).parent / "__pycache__"
+
+
 def _stamp() -> Path:
     import numba
 
     from llmray import __version__
 
-    cache = os.environ.get("NUMBA_CACHE_DIR")
-    folder = Path(cache) if cache else Path(__file__).parent / "__pycache__"
-    return folder / f"llmray-{__version__}-numba-{numba.__version__}.compiled"
+    return cache_folder() / f"llmray-{__version__}-numba-{numba.__version__}.compiled"
 
 
 def compile_all(force: bool = False) -> float:

@@ -22,10 +22,11 @@ decisions do not move; it is 6-7x faster per byte. Only models shaped like lid.1
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
+import os
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ _MASK32 = 0xFFFFFFFF
 _SIGNED_BYTE = np.array([b - 256 if b > 127 else b for b in range(256)], np.int64) & _MASK32
 
 
-@dataclass
+@dataclasses.dataclass
 class LidModel:
     labels: np.ndarray  # object array: label names without "__label__"
     vocab_bytes: np.ndarray  # uint8: every dictionary entry, concatenated
@@ -93,8 +94,31 @@ def model_path() -> Path:
 
 @functools.cache
 def lid176() -> LidModel:
-    """The lid.176 model, read once per process."""
-    return load_model(model_path())
+    """The lid.176 model, read once per process: from a cache of its decoded arrays (beside the
+    compiled kernels) once the model file has been decoded, which takes 0.2 s in Python, in every
+    worker process of every run otherwise."""
+    path = model_path()
+    stat = path.stat()
+    from llmray.kernels import cache_folder
+
+    cached = cache_folder() / f"lid176-{stat.st_size}-{stat.st_mtime_ns}.npz"
+    try:
+        with np.load(cached, allow_pickle=False) as saved:
+            return LidModel(**{f.name: (saved[f.name].astype(object) if f.name == "labels" else
+                                        int(saved[f.name]) if f.type in ("int", int) else saved[f.name])
+                               for f in dataclasses.fields(LidModel)})
+    except (OSError, KeyError, ValueError):
+        pass
+    model = load_model(path)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.npz")
+        np.savez(partial, **{f.name: (getattr(model, f.name).astype(str) if f.name == "labels" else
+                                      getattr(model, f.name)) for f in dataclasses.fields(LidModel)})
+        partial.replace(cached)
+    except OSError:
+        pass  # a read-only install: decode it again next time
+    return model
 
 
 def load_model(path: str | Path) -> LidModel:
