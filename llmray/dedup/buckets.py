@@ -1,6 +1,7 @@
 """LSH buckets to candidate edges, and the optional check of each edge against the threshold.
 
-A bucket is a run of equal band keys in one partition, found with one sort. Each member is linked
+A bucket is a run of equal band keys in one partition, found with one pass through a hash table
+(``kernels.graph.star_edges``). Each member is linked
 to the bucket's *center* only (a star, not all pairs), which keeps the edge count linear in the
 bucket size and the same connected components. The center is the member with the smallest
 signature hash (then document number), so it does not depend on how documents were numbered; when
@@ -16,29 +17,14 @@ import numpy as np
 from llmray.dedup import shuffle
 from llmray.dedup.layout import Shared
 from llmray.io import exchange
+from llmray.kernels.graph import star_edges
 from llmray.kernels.minhash import estimate_jaccard
 
 
 def bucket_edges(rows: np.ndarray) -> np.ndarray:
     """Unique packed star edges of the buckets in ``rows`` (band key, signature hash, document)."""
-    # Most band keys are unique: one plain sort finds the shared ones, and only those get ordered
-    # by (key, signature hash, document) to pick each bucket's center.
-    by_key = np.argsort(rows[:, 0])
-    sorted_keys = rows[by_key, 0]
-    same = sorted_keys[1:] == sorted_keys[:-1]
-    shared = np.zeros(len(rows), bool)
-    shared[1:] |= same
-    shared[:-1] |= same
-    rows = rows[by_key[shared]]
-    if len(rows) == 0:
-        return np.empty(0, np.uint64)
-    order = np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))
-    keys, docs = rows[order, 0], rows[order, 2]
-    starts = np.r_[True, keys[1:] != keys[:-1]]
-    center = docs[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
-    member = ~starts & (docs != center)
-    a, b = docs[member], center[member]
-    return np.unique(shuffle.pack(np.maximum(a, b), np.minimum(a, b)))
+    rows = np.ascontiguousarray(rows, dtype=np.uint64)
+    return np.unique(star_edges(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy()))
 
 
 def bucket_partition(shared: Shared, p: int) -> int:

@@ -1,7 +1,7 @@
 """Compiled kernels: pure functions over Arrow buffers and numpy arrays (no Ray, no steps), one module
 per topic: :mod:`~llmray.kernels.text` (word, line, paragraph and n-gram statistics),
 :mod:`~llmray.kernels.c4` (C4's line rules), :mod:`~llmray.kernels.minhash` (sketches and hashes),
-:mod:`~llmray.kernels.graph` (union-find), :mod:`~llmray.kernels.partition` (rows by partition),
+:mod:`~llmray.kernels.graph` (bucket edges, union-find), :mod:`~llmray.kernels.partition` (rows by partition),
 :mod:`~llmray.kernels.langid` (language identification), :mod:`~llmray.kernels.segment` (word
 segmentation of Chinese and other scripts without spaces).
 
@@ -71,6 +71,7 @@ def compile_all(force: bool = False) -> float:
         for normalize in (False, True):
             minhash.text_hashes(column, normalize)
     graph.union_find_min(3, np.array([0, 1]), np.array([1, 2]))
+    graph.star_edges(*(np.array([1, 1], np.uint64),) * 2, np.array([0, 1], np.uint64))
     partition.part_order(np.array([1, 0, 1], np.uint64), 2)
     _compile_segmentation()
     from llmray.errors import UserError
