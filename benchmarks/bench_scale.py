@@ -97,14 +97,30 @@ def run_layout(path: Path, out: Path, units: int, partitions: int, size: int) ->
     }
 
 
-def projection(measured: dict[str, Any]) -> list[dict[str, Any]]:
-    """1, 10, 100 TB on clusters of 16-CPU nodes, from the smallest layout's per-byte costs.
+def pair_cost(layouts: list[dict[str, Any]], cpus: int) -> float:
+    """CPU-seconds of the decisions per (unit, partition) pair: the least-squares slope of the
+    decisions' wall time against units x partitions, times the CPUs (each pair is a range read of
+    an exchange, and the keep phase's tasks grow with units too)."""
+    import numpy as np
 
-    Time = task-seconds per byte (measured on one of these CPUs) x bytes / CPUs; exchanged bytes
-    from the rows each stage writes per document; range reads = units x partitions per exchange.
+    pairs = np.array([r["units"] * r["partitions"] for r in layouts], float)
+    decide = np.array([sum(r["decide_s"].values()) for r in layouts], float)
+    slope = np.polyfit(pairs, decide, 1)[0]
+    return float(slope * cpus)
+
+
+def projection(measured: dict[str, Any]) -> list[dict[str, Any]]:
+    """1, 10, 100 TB on clusters of 16-CPU nodes, from the smallest layout's per-byte costs and the
+    measured cost per (unit, partition) pair.
+
+    Time = task-seconds per byte (measured on one of these CPUs) x bytes / CPUs, plus the pairs'
+    cost x units x partitions / CPUs (on local disk; an object store adds a request per pair);
+    exchanged bytes from the rows each stage writes per document; range reads = units x partitions
+    per exchange.
     """
     base = measured["layouts"][0]
     per_byte = base["pipeline_s"] * measured["cpus"] / measured["text_bytes"]
+    per_pair = pair_cost(measured["layouts"], measured["cpus"])
     doc_bytes = measured["text_bytes"] / measured["docs"]
     rows = []
     for terabytes, nodes in ((1, 10), (10, 50), (100, 250)):
@@ -116,6 +132,7 @@ def projection(measured: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"corpus_tb": terabytes, "nodes": nodes, "cpus": cpus, "docs": round(docs),
                      "units": round(units), "partitions": round(partitions),
                      "hours": round(per_byte * total / cpus / 3600, 2),
+                     "exchange_hours": round(per_pair * units * partitions / cpus / 3600, 2),
                      "band_rows_gb": round(docs * 32 * 24 / 1e9), "signatures_gb": round(docs * 128 * 4 / 1e9),
                      "range_reads_per_exchange_m": round(units * partitions / 1e6, 1),
                      "driver_entries": round(units + partitions)})
@@ -144,6 +161,7 @@ def main() -> None:
     ray.shutdown()
     kept = {json.dumps(r["dropped"], sort_keys=True) for r in results["layouts"]}
     results["same_result_in_every_layout"] = len(kept) == 1
+    results["pair_cpu_s"] = pair_cost(results["layouts"], args.cpus)
     results["projection"] = projection(results)
     results["machine"] = {"cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30)}
     args.output.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,7 @@ def test_pipeline_writes_data_stats_report_and_rejects(ray_session, corpus, tmp_
     on_disk = json.loads((out / "stats.json").read_text())
     assert on_disk["docs_out"] == 40 and on_disk["sources"]["default"]["docs_out"] == 40
     report = (out / "report.html").read_text()
-    assert "data:image/png;base64," in report and "language.other_language" in report
+    assert "data:image/svg+xml;base64," in report and "language.other_language" in report
 
 
 def test_every_kind_of_bad_input_in_one_run(ray_session, tmp_path):
