@@ -422,7 +422,7 @@ def _arrow_block(block: bytes, first: int, limit: int, spec: InputSpec, out: Bat
                                  read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, longest + 2)),
                                  parse_options=pj.ParseOptions(explicit_schema=schema,
                                                                unexpected_field_behavior="ignore"))
-        except (pa.ArrowInvalid, UnicodeDecodeError):
+        except (pa.ArrowException, UnicodeDecodeError):  # the per-line reader says what is wrong
             continue
         id_types.sort(key=lambda t: t != id_type)
         break

@@ -152,6 +152,9 @@ def ray_dataset(files: Files, columns: list[str], featurizer: Featurizer) -> ray
     """Featurized rows as a lazy Ray Dataset (``columns`` must be present in every file)."""
     import ray.data
 
+    from llmray.cluster import quiet_ray_data
+
+    quiet_ray_data()
     located = [transfer.arrow(p, files.storage_options) for p in files.paths]
     filesystem, paths = located[0][0], [p for _, p in located]
     if files.format == "parquet":
