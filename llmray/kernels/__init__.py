@@ -14,15 +14,10 @@ load compiled code instead of each compiling it again.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-
-def cache_folder() -> Path:
-    """Where compiled kernels (and other derived data, such as the decoded language model) are kept."""
-    cache = os.environ.get("NUMBA_CACHE_DIR")
-    return Path(cache) if cache else Path(__file__).parent / "__pycache__"
+from llmray.kernels.cache import cache_folder
 
 
 def _stamp() -> Path:

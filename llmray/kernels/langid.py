@@ -34,6 +34,7 @@ import pyarrow as pa
 from numba import njit
 
 from llmray.errors import UserError
+from llmray.kernels.cache import cache_folder
 from llmray.kernels.text import column_chunks, string_buffers
 
 #: Code points of each document that decide its language (fastText reads one line; more adds little).
@@ -99,8 +100,6 @@ def lid176() -> LidModel:
     worker process of every run otherwise."""
     path = model_path()
     stat = path.stat()
-    from llmray.kernels import cache_folder
-
     cached = cache_folder() / f"lid176-{stat.st_size}-{stat.st_mtime_ns}.npz"
     try:
         with np.load(cached, allow_pickle=False) as saved:
