@@ -36,6 +36,20 @@ class Mutation:
 
 
 MUTATIONS = [
+    Mutation("Arrow blocks number derived ids from the wrong line", "llmray/io/readers.py",
+             "np.arange(lines.absolute(first), lines.absolute(first) + len(ids))",
+             "np.arange(lines.absolute(first) + 1, lines.absolute(first) + 1 + len(ids))",
+             ("tests/io/test_readers.py::test_arrow_blocks_read_exactly_what_the_line_by_line_reader_reads",)),
+    Mutation("Arrow blocks keep documents whose text is missing", "llmray/io/readers.py",
+             "if table.num_rows != len(starts) or texts.null_count or",
+             "if table.num_rows != len(starts) or",
+             ("tests/io/test_readers.py::test_arrow_blocks_read_exactly_what_the_line_by_line_reader_reads",)),
+    Mutation("one-pass exact hashes reuse the tokens of text with CJK", "llmray/kernels/minhash.py",
+             "if mode == AUTO and m == 0:", "if mode == AUTO:",
+             ("tests/kernels/test_dedup_kernels.py",)),
+    Mutation("a bucket's center is its largest signature hash", "llmray/kernels/graph.py",
+             "if sig_hash[i] < best_sig[j] or", "if sig_hash[i] > best_sig[j] or",
+             ("tests/kernels/test_dedup_kernels.py",)),
     Mutation("accounting blind to lost documents", "llmray/pipeline/stats.py",
              'if counts["docs_in"] != accounted:', 'if counts["docs_in"] < accounted:',
              ("tests/pipeline/test_stats.py",)),

@@ -287,6 +287,8 @@ def test_arrow_blocks_read_exactly_what_the_line_by_line_reader_reads(tmp_path, 
             record = {"id": f"s{i}", "text": text} if kind == 0 else {"id": i, "text": text, "meta": {"k": [1]}} \
                 if kind == 1 else {"text": text}
             lines.append(rng.choice(bad) if run % 4 == 3 and rng.random() < 0.05 else line(record))
+        if run in (1, 7):  # a block whose only fault is a record without text (string ids / no ids)
+            lines.append(line({"id": "no-text", "text": None}) if run == 1 else line({"meta": 1}))
     data = b"\xef\xbb\xbf" + b"\n".join(lines) + b"\n"
     path = tmp_path / ("mixed.jsonl.gz" if compressed else "mixed.jsonl")
     path.write_bytes(gzip.compress(data) if compressed else data)
