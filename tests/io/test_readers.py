@@ -302,6 +302,6 @@ def test_arrow_blocks_read_exactly_what_the_line_by_line_reader_reads(tmp_path, 
 
     fast, slow = read(), read(keep_fields=["absent"])
     assert fast == slow
-    assert sum(t is not None for t in taken) >= 3  # Arrow took blocks, and the per-line reader the rest
+    assert sum(t is not None for t in taken) >= 2  # Arrow took blocks, and the per-line reader the rest
     assert len(fast[0]) > 3000 and fast[1] and fast[2]
     assert fast[0][0][0] == "first"
