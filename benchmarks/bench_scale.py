@@ -111,7 +111,7 @@ def pair_cost(layouts: list[dict[str, Any]], cpus: int) -> float:
 
 def projection(measured: dict[str, Any]) -> list[dict[str, Any]]:
     """1, 10, 100 TB on clusters of 16-CPU nodes, from the smallest layout's per-byte costs and the
-    measured cost per (unit, partition) pair.
+    measured cost per (unit, partition) pair (``pair_cpu_s``, from ``pair_cost``).
 
     Time = task-seconds per byte (measured on one of these CPUs) x bytes / CPUs, plus the pairs'
     cost x units x partitions / CPUs (on local disk; an object store adds a request per pair);
@@ -120,7 +120,7 @@ def projection(measured: dict[str, Any]) -> list[dict[str, Any]]:
     """
     base = measured["layouts"][0]
     per_byte = base["pipeline_s"] * measured["cpus"] / measured["text_bytes"]
-    per_pair = pair_cost(measured["layouts"], measured["cpus"])
+    per_pair = measured["pair_cpu_s"]
     doc_bytes = measured["text_bytes"] / measured["docs"]
     rows = []
     for terabytes, nodes in ((1, 10), (10, 50), (100, 250)):

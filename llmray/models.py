@@ -132,30 +132,48 @@ def clean(texts: list[str], max_chars: int) -> list[str]:
     return out
 
 
-class SequenceClassifier:
-    """A Hugging Face sequence-classification model with its tokenizer (see the module docstring)."""
+def declared_labels(directory: Path) -> list | None:
+    """The labels a model directory declares, without loading it: ``llmray.json``'s, else the
+    config's ``id2label`` in id order; None where it declares none."""
+    if not directory.is_dir():
+        return None
+    meta = read_meta(directory)
+    if meta.get("labels"):
+        return list(meta["labels"])
+    config = directory / "config.json"
+    id2label = json.loads(config.read_text()).get("id2label") if config.is_file() else None
+    return [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
 
-    kind = "classification"
 
-    def __init__(self, directory: Path, device: str = "cpu", given: str | None = None):
+def device_for(kind: str, device: str = "cpu", threads: int = 0) -> str:
+    """The device a model of ``kind`` runs on: a fastText model on the CPU (no torch); ``auto`` a GPU
+    where torch sees one. ``threads`` > 0 sets torch's threads, for the whole process."""
+    if kind == "fasttext":
+        return "cpu"
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+class _Bert:
+    """A Hugging Face model directory with its tokenizer, read as the module docstring says."""
+
+    def __init__(self, directory: Path, auto_class: str, device: str = "cpu", given: str | None = None):
         import torch
+        import transformers
 
         from llmray import tokenizer as toks
 
         _offline()
-        given = given or str(directory)
-        config = json.loads((directory / "config.json").read_text())
-        meta = read_meta(directory)
-        from transformers import AutoModelForSequenceClassification
-
+        self.config = json.loads((directory / "config.json").read_text())
+        self.meta = read_meta(directory)
         self.torch, self.toks, self.device = torch, toks, torch.device(device)
-        self.model = AutoModelForSequenceClassification.from_pretrained(directory).eval().to(self.device)
+        self.model = getattr(transformers, auto_class).from_pretrained(directory).eval().to(self.device)
         self.tok = toks.load(str(directory))
-        self.special = toks.special_ids(self.tok, given)
-        self.seq_len = int(meta.get("seq_len") or min(512, config.get("max_position_embeddings", 512)))
-        id2label = config.get("id2label") or {}
-        self.labels = meta.get("labels") or [id2label.get(str(i), id2label.get(i, i)) for i in range(len(id2label))]
-        self.text_field, self.id_field = meta.get("text_field", "text"), meta.get("id_field", "id")
+        self.special = toks.special_ids(self.tok, given or str(directory))
+        self.seq_len = int(self.meta.get("seq_len") or min(512, self.config.get("max_position_embeddings", 512)))
         self.max_chars = self.seq_len * CHARS_PER_POSITION
 
     def rows(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -165,18 +183,31 @@ class SequenceClassifier:
         width = int(min(lengths.max(initial=0), self.seq_len - 2)) + 2
         return input_ids[:, :width], mask[:, :width]
 
+    def logits(self, input_ids: np.ndarray, mask: np.ndarray) -> Any:
+        torch = self.torch
+        with torch.inference_mode():
+            return self.model(
+                input_ids=torch.as_tensor(input_ids, dtype=torch.long, device=self.device),
+                attention_mask=torch.as_tensor(mask, dtype=torch.long, device=self.device),
+            ).logits
+
+
+class SequenceClassifier(_Bert):
+    """A Hugging Face sequence-classification model with its tokenizer (see the module docstring)."""
+
+    kind = "classification"
+
+    def __init__(self, directory: Path, device: str = "cpu", given: str | None = None):
+        super().__init__(directory, "AutoModelForSequenceClassification", device, given)
+        self.labels = declared_labels(directory) or []
+        self.text_field, self.id_field = self.meta.get("text_field", "text"), self.meta.get("id_field", "id")
+
     def probabilities(self, texts: list[str]) -> np.ndarray:
         """Softmax over the labels, one row per text (float32, label order)."""
         if not texts:
             return np.zeros((0, len(self.labels)), np.float32)
-        torch = self.torch
-        input_ids, mask = self.rows(texts)
-        with torch.inference_mode():
-            logits = self.model(
-                input_ids=torch.as_tensor(input_ids, dtype=torch.long, device=self.device),
-                attention_mask=torch.as_tensor(mask, dtype=torch.long, device=self.device),
-            ).logits
-        return torch.softmax(logits.float(), -1).cpu().numpy()
+        logits = self.logits(*self.rows(texts))
+        return self.torch.softmax(logits.float(), -1).cpu().numpy()
 
 
 class FastTextClassifier:
@@ -232,28 +263,14 @@ def preprocess(text: str, lowercase: bool, split_punctuation: bool) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-class MaskFiller:
+class MaskFiller(_Bert):
     """A masked-language model: the most likely tokens at each ``[MASK]`` of a text."""
 
     kind = "mlm"
 
     def __init__(self, directory: Path, device: str = "cpu", given: str | None = None):
-        import torch
-
-        from llmray import tokenizer as toks
-
-        _offline()
-        from transformers import AutoModelForMaskedLM
-
-        config = json.loads((directory / "config.json").read_text())
-        meta = read_meta(directory)
-        self.torch, self.toks, self.device = torch, toks, torch.device(device)
-        self.model = AutoModelForMaskedLM.from_pretrained(directory).eval().to(self.device)
-        self.tok = toks.load(str(directory))
-        self.special = toks.special_ids(self.tok, given or str(directory))
-        self.seq_len = int(meta.get("seq_len") or min(512, config.get("max_position_embeddings", 512)))
-        self.max_chars = self.seq_len * CHARS_PER_POSITION
-        self.mask_token = toks.MASK
+        super().__init__(directory, "AutoModelForMaskedLM", device, given)
+        self.mask_token = self.toks.MASK
         self.labels: list = []
 
     def fill(self, texts: list[str], top_k: int = 5) -> list[list[list[dict[str, Any]]]]:
@@ -261,15 +278,8 @@ class MaskFiller:
         if not texts:
             return []
         torch = self.torch
-        flat, lengths = self.toks.encode(self.tok, clean(texts, self.max_chars))
-        input_ids, mask = self.toks.truncate(flat, lengths, self.seq_len, self.special)
-        width = int(min(lengths.max(initial=0), self.seq_len - 2)) + 2
-        input_ids, mask = input_ids[:, :width], mask[:, :width]
-        with torch.inference_mode():
-            logits = self.model(
-                input_ids=torch.as_tensor(input_ids, dtype=torch.long, device=self.device),
-                attention_mask=torch.as_tensor(mask, dtype=torch.long, device=self.device),
-            ).logits
+        input_ids, mask = self.rows(texts)
+        logits = self.logits(input_ids, mask)
         out = []
         for row in range(len(texts)):
             positions = np.flatnonzero(input_ids[row] == self.special.mask)
@@ -288,9 +298,7 @@ def load(path: Path, device: str = "cpu", given: str | None = None, kind: str | 
     """The model at a local ``path``, of ``kind`` (default: ``kind_of(path)``)."""
     kind = kind or kind_of(path, given)
     cls = {"classification": SequenceClassifier, "fasttext": FastTextClassifier, "mlm": MaskFiller}[kind]
-    if kind == "fasttext" and device != "cpu":
-        device = "cpu"
-    return cls(path, device=device, given=given)
+    return cls(path, device=device_for(kind, device), given=given)
 
 
 def classify(model: Any, texts: list[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:

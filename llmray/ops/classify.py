@@ -37,50 +37,21 @@ from llmray.errors import JobError, UserError
 from llmray.ops.base import KEEP, FilterStep, Verdict, register, with_measures
 from llmray.schema import REASON, TEXT, THRESHOLD, VALUE
 
-#: (model, device, threads) -> loaded model; one per worker process.
-_LOADED: dict[tuple[str, str, int], Any] = {}
+#: (model, GPU wanted, threads) -> loaded model; one per worker process.
+_LOADED: dict[tuple[str, bool, int], Any] = {}
 
 
-def _load(model: str, device: str, threads: int) -> Any:
-    key = (model, device, threads)
+def _load(model: str, gpu: bool, threads: int) -> Any:
+    key = (model, gpu, threads)
     loaded = _LOADED.get(key)
     if loaded is None:
         from llmray import models
 
         path = models.local_path(model)
         kind = models.require_classifier(path, model)
-        if kind != "fasttext" and threads:
-            import torch
-
-            torch.set_num_threads(threads)
+        device = models.device_for(kind, "auto" if gpu else "cpu", threads)
         loaded = _LOADED[key] = models.load(path, device=device, given=model, kind=kind)
     return loaded
-
-
-def _declared_labels(path: Path) -> list | None:
-    """The labels a local model directory declares (llmray.json or config.json), without loading it."""
-    import json
-
-    from llmray import models
-
-    if not path.is_dir():
-        return None
-    meta = models.read_meta(path)
-    if meta.get("labels"):
-        return list(meta["labels"])
-    config = path / "config.json"
-    id2label = json.loads(config.read_text()).get("id2label") if config.is_file() else None
-    return [id2label[k] for k in sorted(id2label, key=int)] if id2label else None
-
-
-def _device(num_gpus: float) -> str:
-    if num_gpus <= 0:
-        return "cpu"
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @register
@@ -136,7 +107,7 @@ class Classify(FilterStep):
                 models.require_classifier(Path(path), self.model)
             except UserError as exc:
                 raise JobError(f"model: {exc}") from None
-            known = _declared_labels(Path(path))
+            known = models.declared_labels(Path(path))
             missing = sorted({str(x) for x in self.keep_labels} - {str(x) for x in known or []})
             if known and missing:
                 raise JobError(f"keep_labels: {missing[0]!r} is not a label of {self.model} "
@@ -149,7 +120,7 @@ class Classify(FilterStep):
 
     def setup(self) -> None:
         if self._model is None:
-            self._model = _load(self.model, _device(self.num_gpus), self.threads)
+            self._model = _load(self.model, self.num_gpus > 0, self.threads)
 
     @property
     def labels(self) -> list:

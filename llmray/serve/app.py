@@ -98,15 +98,7 @@ class ModelServer:
                  threads: int = 0, storage_options: dict[str, Any] | None = None):
         path = models.local_path(model, storage_options)
         self.kind = models.kind_of(path, model)
-        if self.kind == "fasttext":  # one CPU, no torch
-            device = "cpu"
-        else:
-            import torch
-
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            if threads:
-                torch.set_num_threads(threads)
+        device = models.device_for(self.kind, device, threads)  # a fastText model: one CPU, no torch
         self.name, self.device = model, device
         self.model = models.load(path, device=device, given=model, kind=self.kind)
         self.max_texts, self.max_body_bytes = max_texts, int(max_body_mb * (1 << 20))
