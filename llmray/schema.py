@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmray.kernels import arrow
+
 TEXT = "text"
 ID = "id"
 SOURCE = "source"
@@ -34,4 +36,4 @@ def text_bytes(table: pa.Table, column: str = TEXT) -> int:
 
 def row_bytes(table: pa.Table, column: str = TEXT) -> np.ndarray:
     """UTF-8 bytes of each row's text (nulls count 0)."""
-    return pc.binary_length(table.column(column)).fill_null(0).to_numpy(zero_copy_only=False)
+    return arrow.to_numpy(pc.binary_length(table.column(column)), fill=0)

@@ -23,6 +23,7 @@ from llmray.dedup.layout import Shared
 from llmray.dedup.shuffle import unit_of
 from llmray.io import exchange
 from llmray.io.writers import read_shard
+from llmray.kernels import arrow
 from llmray.schema import DUPLICATE_OF, ID
 
 _ROOT, _DOC, _VALUE = "root", "doc", "value"
@@ -61,7 +62,7 @@ def _unit_columns(shared: Shared, unit: int, columns: list[str]) -> pa.Table:
     marker = shared.output.get_json(shared.markers[unit])
     store = shared.output if marker["shards"]["store"] == "output" else shared.work
     tables = [t for shard in marker["shards"]["files"] for t in read_shard(store, shard["path"], columns, 1 << 20)]
-    return pa.concat_tables(tables) if tables else pa.table({c: pa.array([], pa.string()) for c in columns})
+    return pa.concat_tables(tables) if tables else pa.Table.from_pydict({c: pa.nulls(0, pa.string()) for c in columns})
 
 
 def rank_unit(shared: Shared, unit: int) -> int:
@@ -70,21 +71,21 @@ def rank_unit(shared: Shared, unit: int) -> int:
     pairs = shared.gather("components", shared.options["component_senders"], unit, shape=(2,), dtype=np.int64)
     docs, first = np.unique(pairs[:, 0], return_index=True)
     roots = pairs[first, 1]
-    out = pa.table({_ROOT: roots, _DOC: docs})
+    out = pa.Table.from_pydict({_ROOT: arrow.from_numpy(roots), _DOC: arrow.from_numpy(docs)})
     columns = [ID] + ([rule.column] if rule.column else [])
     if len(docs):
         rows = docs - int(shared.starts[unit])
-        table = _unit_columns(shared, unit, columns).take(pa.array(rows))
+        table = _unit_columns(shared, unit, columns).take(arrow.from_numpy(rows))
         eligible = ~np.isin(rows, shared.earlier_drops(unit))
         out = out.append_column(ID, table.column(ID).cast(pa.string()))
         if rule.column:
             out = out.append_column(_VALUE, table.column(rule.column).cast(pa.float64()))
-        out = out.filter(pa.array(eligible))
+        out = out.filter(arrow.from_numpy(eligible))
     else:
-        out = out.append_column(ID, pa.array([], pa.string()))
+        out = out.append_column(ID, pa.nulls(0, pa.string()))
         if rule.column:
-            out = out.append_column(_VALUE, pa.array([], pa.float64()))
-    roots = out.column(_ROOT).to_numpy()
+            out = out.append_column(_VALUE, pa.nulls(0, pa.float64()))
+    roots = arrow.to_numpy(out.column(_ROOT))
     shared.write("rank", unit, exchange.split_table(out, roots % shared.parts, shared.parts))
     return out.num_rows
 
@@ -96,35 +97,35 @@ def choose_keepers(shared: Shared, part: int) -> dict[str, int]:
     rule: KeepRule = shared.options["rule"]
     table = exchange.gather_tables(shared.work, shared.senders("rank", shared.units), part)
     if table is None or table.num_rows == 0:
-        empty = pa.table({"row": pa.array([], pa.int64()), DUPLICATE_OF: pa.array([], pa.string())})
+        empty = pa.Table.from_pydict({"row": pa.nulls(0, pa.int64()), DUPLICATE_OF: pa.nulls(0, pa.string())})
         shared.write("decision", part, [empty] * shared.units)
         return {"groups": 0, "largest": 0, "dropped": 0, "examples": []}
     # The document number last: of documents equal under the rule (the same id), the first one stays.
     order = ([(_ROOT, "ascending")] + ([(_VALUE, "descending")] if rule.column else [])
              + [(ID, "ascending"), (_DOC, "ascending")])
     table = table.sort_by(order)
-    roots = table.column(_ROOT).to_numpy()
-    docs = table.column(_DOC).to_numpy()
+    roots = arrow.to_numpy(table.column(_ROOT))
+    docs = arrow.to_numpy(table.column(_DOC))
     starts = np.r_[True, roots[1:] != roots[:-1]]
     group = np.cumsum(starts) - 1
     sizes = np.bincount(group)
     in_group = sizes[group] > 1
-    keepers = pc.take(table.column(ID), pa.array(np.flatnonzero(starts)[group]))
+    keepers = pc.take(table.column(ID), arrow.from_numpy(np.flatnonzero(starts)[group]))
     drop = ~starts & in_group
     dropped_docs = docs[drop]
     units = unit_of(dropped_docs, shared.starts)
-    decision = pa.table({"row": pa.array(dropped_docs - shared.starts[units]),
-                         DUPLICATE_OF: keepers.filter(pa.array(drop))})
+    decision = pa.Table.from_pydict({"row": arrow.from_numpy(dropped_docs - shared.starts[units]),
+                                   DUPLICATE_OF: keepers.filter(arrow.from_numpy(drop))})
     shared.write("decision", part, exchange.split_table(decision, units, shared.units))
     clusters = shared.options.get("clusters")
     if clusters:
-        grouped = pa.array(in_group)
-        records = pa.table({"id": table.column(ID).filter(grouped), "cluster_id": keepers.filter(grouped),
-                            "cluster_size": pa.array(sizes[group][in_group], pa.int64())})
+        grouped = arrow.from_numpy(in_group)
+        records = pa.Table.from_pydict({"id": table.column(ID).filter(grouped), "cluster_id": keepers.filter(grouped),
+                                      "cluster_size": arrow.from_numpy(sizes[group][in_group].astype(np.int64))})
         buffer = io.BytesIO()
         pq.write_table(records, buffer)
         shared.output.put(f"{clusters}-{part:05d}.parquet", buffer.getvalue())
     real = sizes[sizes > 1]
-    examples = table.column(ID).filter(pa.array(drop)).slice(0, EXAMPLES).to_pylist()
+    examples = table.column(ID).filter(arrow.from_numpy(drop)).slice(0, EXAMPLES).to_pylist()
     return {"groups": len(real), "largest": int(real.max()) if len(real) else 0, "dropped": int(drop.sum()),
             "examples": examples}

@@ -22,6 +22,7 @@ import numpy as np
 
 from llmray.io import exchange
 from llmray.io.storage import Storage
+from llmray.kernels import arrow
 
 
 @dataclasses.dataclass
@@ -82,5 +83,5 @@ class Shared:
         for directory, senders in self.earlier:
             table = exchange.gather_tables(self.work, [f"{directory}/{i:05d}" for i in range(senders)], unit)
             if table is not None:
-                found.append(table.column("row").to_numpy())
+                found.append(arrow.to_numpy(table.column("row")))
         return np.unique(np.concatenate(found)) if found else np.empty(0, np.int64)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from llmray.kernels import arrow
 from llmray.schema import ID, SOURCE, TEXT
 
 BATCH_BYTES = 8 << 20
@@ -90,7 +91,7 @@ class BatchBuilder:
     def emit(self, table: pa.Table) -> Iterator[ReadBatch]:
         """Pass on a batch built in Arrow (columns id, text and the kept fields) with what is pending."""
         yield from self.flush(final=True)
-        source = pa.array([self.source] * table.num_rows, pa.string())
+        source = arrow.repeat(self.source, table.num_rows)
         yield ReadBatch(table.append_column(SOURCE, source), self.quarantined, self.too_large)
         self.quarantined, self.too_large = [], []
 
@@ -100,11 +101,11 @@ class BatchBuilder:
         if not (self.columns[TEXT] or self.quarantined or self.too_large):
             return
         n = len(self.columns[TEXT])
-        arrays = {ID: pa.array(self.columns[ID], pa.string()), TEXT: pa.array(self.columns[TEXT], pa.string()),
-                  SOURCE: pa.array([self.source] * n, pa.string())}
+        arrays = {ID: arrow.strings(self.columns[ID]), TEXT: arrow.strings(self.columns[TEXT]),
+                  SOURCE: arrow.repeat(self.source, n)}
         for field in self.keep_fields:
             arrays[field] = loose_array(self.columns[field])
-        yield ReadBatch(pa.table(arrays), self.quarantined, self.too_large)
+        yield ReadBatch(pa.Table.from_pydict(arrays), self.quarantined, self.too_large)
         self.columns = {f: [] for f in self._fields()}
         self.quarantined, self.too_large, self.nbytes = [], [], 0
 

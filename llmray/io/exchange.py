@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.io.storage import Storage
+from llmray.kernels import arrow
 from llmray.kernels.partition import part_order
 
 MAGIC = b"LLMRAYX2"
@@ -150,7 +151,7 @@ def split(rows: np.ndarray, part: np.ndarray, n: int) -> list[np.ndarray]:
 
 def split_table(table: pa.Table, part: np.ndarray, n: int) -> list[pa.Table]:
     order, counts = part_order(part, n)
-    table = table.take(order)
+    table = table.take(arrow.from_numpy(order))
     ends = np.cumsum(counts)
     return [table.slice(int(a), int(b - a)) for a, b in zip(np.r_[0, ends[:-1]], ends, strict=True)]
 

@@ -34,6 +34,7 @@ from llmray.io.batch import BATCH_ROWS, BatchBuilder, Piece, ReadBatch
 from llmray.io.specs import InputSpec
 from llmray.io.storage import explain, is_url
 from llmray.io.warc import read_html, read_warc
+from llmray.kernels import arrow
 from llmray.schema import ID, TEXT
 
 MB = 1 << 20
@@ -432,9 +433,9 @@ def _arrow_block(block: bytes, first: int, limit: int, spec: InputSpec, out: Bat
     if table.num_rows != len(starts) or texts.null_count or 0 < ids.null_count < len(ids):
         return None
     if ids.null_count:
-        numbers = pa.array(np.arange(lines.absolute(first), lines.absolute(first) + len(ids)))
+        numbers = arrow.from_numpy(np.arange(lines.absolute(first), lines.absolute(first) + len(ids)))
         ids = pc.binary_join_element_wise(out.derived_id(None), pc.cast(numbers, pa.string()), ":")
-    return pa.table({ID: pc.cast(ids, pa.string()), TEXT: texts}).combine_chunks()
+    return pa.Table.from_pydict({ID: pc.cast(ids, pa.string()), TEXT: texts}).combine_chunks()
 
 
 class _LineNumbers:
@@ -606,21 +607,21 @@ def _parquet_batch(table: pa.Table, first_row: int, spec: InputSpec, out: BatchB
     rows = np.arange(first_row, first_row + table.num_rows)
     ids = (table.column(spec.id_field).cast(pa.string()) if spec.id_field in table.column_names
            else pa.nulls(table.num_rows, pa.string()))
-    missing = ids.is_null().to_numpy(zero_copy_only=False)
+    missing = arrow.to_numpy(ids.is_null())
     if missing.any():
         derived = np.array(ids.to_pylist(), dtype=object)
         derived[missing] = [out.derived_id(int(r)) for r in rows[missing]]
         ids = pa.array(derived, pa.string())
-    null = text.is_null().to_numpy(zero_copy_only=False)
-    sizes = pc.binary_length(text).fill_null(0).to_numpy(zero_copy_only=False)
+    null = arrow.to_numpy(text.is_null())
+    sizes = arrow.to_numpy(pc.binary_length(text), fill=0)
     big = sizes > limit
     for i in np.flatnonzero(null):
         out.quarantine(int(rows[i]), f"text field {spec.text_field!r} is null", b"")
     for i in np.flatnonzero(big):
         out.drop_too_large(ids[int(i)].as_py(), int(sizes[i]))
-    keep = pa.array(~(null | big))
+    keep = arrow.from_numpy(~(null | big))
     columns = {ID: pc.filter(ids, keep), TEXT: pc.filter(text, keep).cast(pa.string())}
     for field in spec.keep_fields:
         columns[field] = (pc.filter(table.column(field), keep) if field in table.column_names
                           else pa.nulls(int(pc.sum(keep).as_py() or 0)))
-    return pa.table(columns)
+    return pa.Table.from_pydict(columns)

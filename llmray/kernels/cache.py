@@ -1,12 +1,43 @@
-"""Where compiled kernels and other derived data (the decoded language model) are kept."""
+"""Where compiled kernels and other derived data (the decoded language model, character tables)
+are kept."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 
 def cache_folder() -> Path:
     """numba's cache directory when NUMBA_CACHE_DIR names one, else beside the package's kernels."""
     cache = os.environ.get("NUMBA_CACHE_DIR")
     return Path(cache) if cache else Path(__file__).parent / "__pycache__"
+
+
+def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays that take a while to derive in Python, derived once and read back from
+    ``cache_folder()/name.npz`` by every later process (``name`` says what they were derived from).
+    A read-only install derives them again in each process."""
+    cached = cache_folder() / f"{name}.npz"
+    try:
+        with np.load(cached, allow_pickle=False) as saved:
+            return {key: saved[key] for key in saved.files}
+    except (OSError, ValueError):
+        pass
+    arrays = build()
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.npz")
+        np.savez(partial, **arrays)
+        partial.replace(cached)
+    except OSError:
+        pass
+    return arrays
+
+
+def source_version(module_file: str) -> str:
+    """A short hash of a module's source, for the names of arrays derived by its code."""
+    return hashlib.sha1(Path(module_file).read_bytes()).hexdigest()[:12]

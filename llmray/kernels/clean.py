@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
+from llmray.kernels import arrow
+from llmray.kernels.cache import cached_arrays, source_version
 from llmray.kernels.text import SPACE, char_table, column_chunks, decode_char, strict_char, string_buffers
 
 
@@ -275,15 +277,15 @@ def clean_whitespace(column: pa.Array | pa.ChunkedArray, max_blank_lines: int = 
     for chunk in column_chunks(column):
         dirty = _dirty_rows(*string_buffers(chunk), table, max_blank_lines + 1)
         if chunk.null_count:
-            dirty &= chunk.is_valid().to_numpy(zero_copy_only=False)
+            dirty &= arrow.to_numpy(chunk.is_valid())
         if dirty.any():
-            mask = pa.array(dirty)
+            mask = arrow.from_numpy(dirty)
             rows = chunk.filter(mask) if not dirty.all() else chunk
             out, out_offsets, invalid = _clean_whitespace(*string_buffers(rows), table, _ASCII_KINDS,
                                                           max_blank_lines + 1)
             cleaned = _string_array(rows.type, out_offsets, out[: out_offsets[-1]])
             if invalid.any():
-                broken = pa.array(invalid)
+                broken = arrow.from_numpy(invalid)
                 cleaned = pc.replace_with_mask(cleaned, broken, clean_whitespace_regex(rows.filter(broken),
                                                                                       max_blank_lines))
             chunk = pc.replace_with_mask(chunk, mask, cleaned) if not dirty.all() else cleaned
@@ -302,6 +304,13 @@ _INERT_LIMIT = 0x40000
 
 @functools.cache
 def inert_table() -> np.ndarray:
+    """:func:`derive_inert_table`, derived once per Unicode database, Arrow version and version of
+    this module (0.3 s of Python) and read back from the kernel cache after."""
+    key = f"inert-{unicodedata.unidata_version}-{pa.__version__}-{source_version(__file__)}"
+    return cached_arrays(key, lambda: {"inert": derive_inert_table()})["inert"]
+
+
+def derive_inert_table() -> np.ndarray:
     """Per code point (uint8, one bit per form in ``FORMS`` order): whether the character is *inert*
     for that form, so that a string made only of inert characters is already normalized.
 
@@ -369,7 +378,7 @@ def normalize(column: pa.Array | pa.ChunkedArray, form: str) -> pa.Array | pa.Ch
     for chunk in column_chunks(column):
         suspects = normalization_suspects(chunk, form)
         if suspects.any():
-            mask = pa.array(suspects)
+            mask = arrow.from_numpy(suspects)
             chunk = pc.replace_with_mask(chunk, mask, pc.utf8_normalize(chunk.filter(mask), form))
         chunks.append(chunk)
     return _like(column, chunks)

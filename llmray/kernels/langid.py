@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import struct
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import pyarrow as pa
 from numba import njit
 
 from llmray.errors import UserError
-from llmray.kernels.cache import cache_folder
+from llmray.kernels.cache import cached_arrays
 from llmray.kernels.text import column_chunks, string_buffers
 
 #: Code points of each document that decide its language (fastText reads one line; more adds little).
@@ -100,24 +99,16 @@ def lid176() -> LidModel:
     worker process of every run otherwise."""
     path = model_path()
     stat = path.stat()
-    cached = cache_folder() / f"lid176-{stat.st_size}-{stat.st_mtime_ns}.npz"
-    try:
-        with np.load(cached, allow_pickle=False) as saved:
-            return LidModel(**{f.name: (saved[f.name].astype(object) if f.name == "labels" else
-                                        int(saved[f.name]) if f.type in ("int", int) else saved[f.name])
-                               for f in dataclasses.fields(LidModel)})
-    except (OSError, KeyError, ValueError):
-        pass
-    model = load_model(path)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(f".{os.getpid()}.npz")
-        np.savez(partial, **{f.name: (getattr(model, f.name).astype(str) if f.name == "labels" else
-                                      getattr(model, f.name)) for f in dataclasses.fields(LidModel)})
-        partial.replace(cached)
-    except OSError:
-        pass  # a read-only install: decode it again next time
-    return model
+
+    def decode() -> dict[str, np.ndarray]:
+        model = load_model(path)
+        return {f.name: (getattr(model, f.name).astype(str) if f.name == "labels" else
+                         np.asarray(getattr(model, f.name))) for f in dataclasses.fields(LidModel)}
+
+    saved = cached_arrays(f"lid176-{stat.st_size}-{stat.st_mtime_ns}", decode)
+    return LidModel(**{f.name: (saved[f.name].astype(object) if f.name == "labels" else
+                                int(saved[f.name]) if f.type in ("int", int) else saved[f.name])
+                       for f in dataclasses.fields(LidModel)})
 
 
 def load_model(path: str | Path) -> LidModel:

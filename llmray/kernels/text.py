@@ -41,6 +41,7 @@ import pyarrow as pa
 from numba import njit
 
 from llmray.kernels import segment
+from llmray.kernels.cache import cached_arrays, source_version
 from llmray.kernels.hashing import _MIX1, _MIX2, GOLDEN, fmix64
 from llmray.kernels.segment import segment_tokens, segmenter
 from llmray.kernels.utf8 import decode_char
@@ -127,8 +128,10 @@ def char_flags(ch: str) -> int:
 
 @functools.cache
 def char_table() -> np.ndarray:
-    """:func:`char_flags` of every BMP code point, for the kernels (built once per process, ~0.1 s)."""
-    return np.array([char_flags(chr(cp)) for cp in range(0x10000)], dtype=np.uint16)
+    """:func:`char_flags` of every BMP code point, for the kernels: 0.1 s of Python, so derived once
+    per Unicode version and version of this module and read back from the kernel cache after."""
+    return cached_arrays(f"chars-{unicodedata.unidata_version}-{source_version(__file__)}", lambda: {"flags": np.array(
+        [char_flags(chr(cp)) for cp in range(0x10000)], dtype=np.uint16)})["flags"]
 
 
 # ---------------------------------------------------------------------------------------------

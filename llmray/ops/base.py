@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from llmray import params
 from llmray.decisions import ChunkContext, Decision, GlobalContext, Sidecar
 from llmray.io.storage import Storage
+from llmray.kernels import arrow
 from llmray.schema import ID, REASON, TEXT, THRESHOLD, VALUE
 
 KEEP = -1
@@ -134,7 +135,7 @@ class MapStep(Step):
         if REASON in table.column_names and table.column(REASON).null_count < table.num_rows:
             return _on_live_rows(table, self.transform)
         out, codes = self.map_rows(table)
-        return out if codes is None else out.filter(pa.array(codes == KEEP))
+        return out if codes is None else out.filter(arrow.from_numpy(codes == KEEP))
 
 
 @dataclasses.dataclass
@@ -152,7 +153,7 @@ class Verdict:
         for values in (self.value, self.threshold):
             picked = np.full(int(rows.sum()) if rows.dtype == bool else len(rows), np.nan) if values is None \
                 else np.asarray(values, np.float64)[rows]
-            out.append(pa.array(picked, pa.float64(), mask=np.isnan(picked)))
+            out.append(arrow.from_numpy(picked, nulls=np.isnan(picked)))
         return out
 
 
@@ -203,7 +204,7 @@ class FilterStep(Step):
         keep = codes == KEEP
         if keep.all():
             return table, table.slice(0, 0), codes[:0]
-        mask = pa.array(keep)
+        mask = arrow.from_numpy(keep)
         dropped = with_measures(table.filter(pc.invert(mask)), *verdict.measured(~keep))
         return table.filter(mask), dropped, codes[~keep]
 
@@ -213,18 +214,18 @@ class FilterStep(Step):
                 return _on_live_rows(table, lambda live: self.split(live)[0], keep_dead=True)
             return self.split(table)[0]
         earlier = table.column(REASON) if REASON in table.column_names else None
-        live = (earlier.is_null().to_numpy(zero_copy_only=False) if earlier is not None
+        live = (arrow.to_numpy(earlier.is_null()) if earlier is not None
                 else np.ones(table.num_rows, bool))
         codes = np.full(table.num_rows, KEEP, np.int32)
         value, threshold = np.full(table.num_rows, np.nan), np.full(table.num_rows, np.nan)
         if live.any():
-            verdict = self.verdict(table.filter(pa.array(live)) if not live.all() else table)
+            verdict = self.verdict(table.filter(arrow.from_numpy(live)) if not live.all() else table)
             codes[live] = verdict.codes
             measured = verdict.measured(np.ones(len(verdict.codes), bool))
-            value[live], threshold[live] = (m.to_numpy(zero_copy_only=False) for m in measured)
-        names = pa.array(self.reason_names(), pa.string())
-        column = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes == KEEP), names).cast(pa.string())
-        mine = [pa.array(v, pa.float64(), mask=np.isnan(v)) for v in (value, threshold)]
+            value[live], threshold[live] = (arrow.to_numpy(m, fill=np.nan) for m in measured)
+        names = arrow.strings(self.reason_names())
+        column = pa.DictionaryArray.from_arrays(arrow.from_numpy(codes, nulls=codes == KEEP), names).cast(pa.string())
+        mine = [arrow.from_numpy(v, nulls=np.isnan(v)) for v in (value, threshold)]
         if earlier is None:
             return with_measures(table.append_column(REASON, column), *mine)
         # A row an earlier step rejected keeps that step's reason and measures.

@@ -23,7 +23,7 @@ from llmray.dedup.keep import KeepRule
 from llmray.dedup.signatures import SignatureSidecar, SketchSpec, lsh_params
 from llmray.dedup.workflow import Layout, decide_exact, decide_minhash
 from llmray.io import exchange
-from llmray.kernels import minhash
+from llmray.kernels import arrow, minhash
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, register
 from llmray.schema import DUPLICATE_OF, ROW
 
@@ -49,12 +49,12 @@ class DropDuplicates(FilterStep):
         senders = [f"{self.decision_dir}/{i:05d}" for i in range(self.senders)]
         table = exchange.gather_tables(ctx.work, senders, ctx.index)
         if table is None:
-            self._rows = pa.table({"row": pa.array([], pa.int64()), DUPLICATE_OF: pa.array([], pa.string())})
+            self._rows = pa.Table.from_pydict({"row": pa.nulls(0, pa.int64()), DUPLICATE_OF: pa.nulls(0, pa.string())})
         else:
             self._rows = table.sort_by("row")
 
     def evaluate(self, table: pa.Table) -> np.ndarray:
-        drop = pc.is_in(table.column(ROW), value_set=self._rows.column("row")).to_numpy(zero_copy_only=False)
+        drop = arrow.to_numpy(pc.is_in(table.column(ROW), value_set=self._rows.column("row")))
         return np.where(drop, 0, KEEP).astype(np.int16)
 
     def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:

@@ -27,6 +27,7 @@ import re
 from typing import Any
 
 from llmray.io.storage import Storage
+from llmray.kernels import arrow
 from llmray.pipeline import charts
 
 #: Stages of the runner's own I/O, not steps of the job.
@@ -116,8 +117,7 @@ def _rejects(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
                 found.by_source_complete = False
                 break
             scanned += table.num_rows
-            grouped = table.group_by(["source", "reason"]).aggregate([("reason", "count")]).to_pydict()
-            for source, reason, n in zip(grouped["source"], grouped["reason"], grouped["reason_count"], strict=True):
+            for (source, reason), n in _pair_counts(table.column("source"), table.column("reason")):
                 bucket = counts.setdefault(str(source), {})
                 bucket[reason] = bucket.get(reason, 0) + n
                 here.add(reason)
@@ -132,6 +132,18 @@ def _rejects(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
             if read >= SCAN_ROWS or all(len(found.samples.get(r, [])) >= SAMPLES_PER_REASON for r in here):
                 break
     found.by_source = counts
+
+
+def _pair_counts(first: Any, second: Any) -> list[tuple[tuple[Any, Any], int]]:
+    """How often each (first, second) value pair occurs (Arrow's group_by would import pandas into
+    the driver: a quarter of a second of every run's report)."""
+    import numpy as np
+
+    (a, names_a), (b, names_b) = arrow.codes(first), arrow.codes(second)
+    width = max(len(names_b), 1)
+    pairs, n = np.unique(a * width + b, return_counts=True)
+    return [((names_a[c // width], names_b[c % width]), int(k)) for c, k in zip(pairs.tolist(), n.tolist(),
+                                                                               strict=True)]
 
 
 def counts_for(counts: dict[str, dict[str, int]]) -> set[str]:
@@ -157,7 +169,7 @@ def _clusters(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
     for stage, files in sorted(by_stage.items()):
         hist: dict[int, int] = {}
         for table in _tables(output, files, ["cluster_size"]):
-            sizes, rows = np.unique(table.column("cluster_size").to_numpy(zero_copy_only=False), return_counts=True)
+            sizes, rows = np.unique(arrow.to_numpy(table.column("cluster_size")), return_counts=True)
             for size, n in zip(sizes.tolist(), rows.tolist(), strict=True):
                 hist[int(size)] = hist.get(int(size), 0) + int(n)
         # every member of a cluster has a row: rows / size = clusters
@@ -165,7 +177,6 @@ def _clusters(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
 
 
 def _pairs(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     removed: dict[str, list[dict[str, Any]]] = {}
@@ -177,7 +188,7 @@ def _pairs(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
             removed.setdefault(stage, []).extend(rows[:PAIRS_PER_STEP - len(removed.get(stage, []))])
             if len(removed[stage]) >= PAIRS_PER_STEP:
                 break
-    wanted = pa.array(sorted({r["duplicate_of"] for rows in removed.values() for r in rows}), pa.string())
+    wanted = arrow.strings(sorted({r["duplicate_of"] for rows in removed.values() for r in rows}))
     kept: dict[str, dict[str, Any]] = {}
     for rel in _shards(output, "data")[:DATA_SHARDS]:
         if len(kept) == len(wanted):

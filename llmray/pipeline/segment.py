@@ -28,6 +28,7 @@ from llmray.io.readers import Chunk, read_chunk
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
 from llmray.io.writers import JsonlWriter, ShardWriter, read_shard
+from llmray.kernels import arrow
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, MapStep, Step
 from llmray.pipeline import stats as st
 from llmray.schema import DUPLICATE_OF, ID, REASON, ROW, SOURCE, TEXT, THRESHOLD, VALUE, row_bytes, text_bytes
@@ -216,7 +217,7 @@ def _batches(key: str, chunk: Chunk | None, plan: SegmentPlan) -> Iterator[ReadB
     store = plan.output if previous["shards"]["store"] == "output" else plan.work
     for shard in previous["shards"]["files"]:
         for table in read_shard(store, shard["path"], batch_rows=READ_BATCH_ROWS):
-            rows = pa.array(np.arange(row, row + table.num_rows, dtype=np.int64))
+            rows = arrow.from_numpy(np.arange(row, row + table.num_rows, dtype=np.int64))
             row += table.num_rows
             yield ReadBatch(table.append_column(ROW, rows), [], [])
 
@@ -275,7 +276,7 @@ def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: _Reje
     elif isinstance(step, MapStep):
         out, codes = step.map_rows(table)
         if codes is not None:
-            keep = pa.array(codes == KEEP)
+            keep = arrow.from_numpy(codes == KEEP)
             out = out.filter(keep)
             _drop(step, stage, table.filter(pc.invert(keep)), codes[codes != KEEP], counts, rejects)
         for key, value in step.counters().items():
@@ -303,7 +304,7 @@ def _drop(step: FilterStep | MapStep, stage: str, dropped: pa.Table, codes: np.n
         for name, kind in ((DUPLICATE_OF, pa.string()), (VALUE, pa.float64()), (THRESHOLD, pa.float64())):
             if name not in gone.column_names:  # one schema for every step's rejects
                 gone = gone.append_column(name, pa.nulls(gone.num_rows, kind))
-        rejects.write(stage, gone.append_column(REASON, pa.array(names.tolist(), pa.string())))
+        rejects.write(stage, gone.append_column(REASON, arrow.strings(names.tolist())))
 
 
 def _source(counts: dict, name: str) -> dict[str, int]:
@@ -314,6 +315,7 @@ def _per_source(table: pa.Table) -> list[tuple[str, int, int]]:
     """(source, documents, text bytes) of a batch, grouped in Arrow."""
     if table.num_rows == 0:
         return []
-    sized = pa.table({SOURCE: table.column(SOURCE), "n": pa.array(row_bytes(table))})
-    grouped = sized.group_by(SOURCE).aggregate([("n", "count"), ("n", "sum")]).to_pydict()
-    return list(zip(grouped[SOURCE], grouped["n_count"], grouped["n_sum"], strict=True))
+    rows, sources = arrow.codes(table.column(SOURCE))
+    docs = np.bincount(rows, minlength=len(sources))
+    sizes = np.bincount(rows, weights=row_bytes(table), minlength=len(sources))
+    return [(source, int(n), int(b)) for source, n, b in zip(sources, docs, sizes, strict=True) if n]

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmray.kernels import arrow
 from llmray.schema import TEXT
 
 #: Document length histogram: bin k holds lengths in [2**(k-1), 2**k) characters (bin 0: empty).
@@ -28,7 +29,7 @@ def new_counts() -> dict[str, Any]:
 def length_histogram(table: pa.Table) -> list[int]:
     if table.num_rows == 0:
         return [0] * LENGTH_BINS
-    lengths = pc.utf8_length(table.column(TEXT)).to_numpy(zero_copy_only=False)
+    lengths = arrow.to_numpy(pc.utf8_length(table.column(TEXT)))
     bins = np.zeros(len(lengths), dtype=np.int64)
     positive = lengths > 0
     bins[positive] = np.minimum(np.floor(np.log2(lengths[positive])).astype(np.int64) + 1, LENGTH_BINS - 1)

@@ -139,3 +139,44 @@ def test_rerunning_a_finished_job_changes_nothing(ray_session, corpus, tmp_path)
     again = run_job(parse_job(raw), QUIET)
     assert again.pop("already_complete") is True and again == first
     assert {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()} == shards
+
+
+NO_PANDAS = """
+import json, sys
+import ray
+from llmray.config import load_job
+from llmray.pipeline.runner import RunOptions, inputs_from_paths, run_job
+import dataclasses
+out = sys.argv[1]
+for name in ("dedup", "clean", "pipeline"):
+    spec = load_job(f"jobs/{name}.yaml")
+    spec.output = dataclasses.replace(spec.output, path=f"{out}/{name}")
+    run_job(spec, RunOptions(num_cpus=2, overwrite=True, progress=False))
+
+@ray.remote(num_cpus=1)
+def probe():
+    import os, sys, time
+    time.sleep(0.2)
+    return os.getpid(), "llmray.pipeline.segment" in sys.modules, "pandas" in sys.modules
+
+workers = dict((pid, (ran, pandas)) for pid, ran, pandas in ray.get([probe.remote() for _ in range(6)]))
+print(json.dumps({"driver": "pandas" in sys.modules, "workers": list(workers.values())}))
+"""
+
+
+def test_the_shipped_jobs_never_import_pandas(tmp_path):
+    """pyarrow imports pandas the first time a process converts a Python or numpy value (0.25 s in
+    every worker of every run): the data path, the global steps and the report go through
+    llmray.kernels.arrow instead. Run in a Ray of its own, whose workers run nothing else."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", NO_PANDAS, str(tmp_path)], cwd=root, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["driver"] is False
+    ran = [pandas for ran, pandas in seen["workers"] if ran]
+    assert ran and not any(ran), seen

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from llmray.kernels import arrow
 from llmray.kernels.c4 import c4_lines
 from llmray.ops.base import MapStep, register
 from llmray.ops.filters._languages import SKIP, PerLanguage, take_rows
@@ -77,7 +78,7 @@ class C4Lines(PerLanguage, C4LineRules, MapStep):
             return self.rewrite(table)
         parts = []
         for settings, mask in groups:
-            rows = table.filter(pa.array(mask))
+            rows = table.filter(arrow.from_numpy(mask))
             if settings is not None:
                 rows = settings.rewrite(rows)
                 if settings is not self:

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmray.kernels import arrow
 from llmray.kernels.clean import clean_whitespace, mojibake_suspects, normalize
 from llmray.ops.base import MapStep, register
 from llmray.schema import TEXT
@@ -61,7 +62,7 @@ class FixMojibake(MapStep):
         suspect = mojibake_suspects(text)
         if not suspect.any():
             return table
-        mask = pa.array(suspect)
+        mask = arrow.from_numpy(suspect)
         values = text.filter(mask).to_pylist()
         config = ftfy_config()
         changed = False
@@ -74,7 +75,7 @@ class FixMojibake(MapStep):
         if not changed:
             return table
         column = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-        return _replace_text(table, pc.replace_with_mask(column, mask, pa.array(values, column.type)))
+        return _replace_text(table, pc.replace_with_mask(column, mask, arrow.strings(values).cast(column.type)))
 
     def counters(self) -> dict[str, int]:
         fixed, self._fixed = self._fixed, 0

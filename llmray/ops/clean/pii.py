@@ -14,6 +14,7 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llmray.kernels import arrow
 from llmray.kernels.clean import EMAIL, IP, PHONE, pii_candidates
 from llmray.ops.base import MapStep, register
 from llmray.schema import TEXT
@@ -51,7 +52,7 @@ class PiiRedact(MapStep):
         candidates = pii_candidates(column, kinds) != 0 if kinds else None
         if candidates is None or not candidates.any():
             return table
-        mask = pa.array(candidates)
+        mask = arrow.from_numpy(candidates)
         text = column.filter(mask)
         for kind, pattern in PATTERNS.items():
             if not getattr(self, kind):

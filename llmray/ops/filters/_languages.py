@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from llmray import params
 from llmray.errors import UserError
+from llmray.kernels import arrow
 from llmray.ops.base import KEEP, Verdict
 
 #: The column the ``language`` step writes (``llmray.ops.filters.language.LANGUAGE``).
@@ -117,7 +118,7 @@ class PerLanguage:
         groups: list[tuple[Any, np.ndarray]] = []
         for code, settings in self._by_language.items():
             mask = pc.fill_null(pc.equal(column, pa.scalar(code, column.type)), False)
-            mask = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=np.bool_)
+            mask = arrow.to_numpy(mask)
             if mask.any():
                 groups.append((settings, mask))
                 rest &= ~mask
@@ -134,7 +135,7 @@ class PerLanguage:
         merged = Verdict(np.full(rows, KEEP, np.int16), np.full(rows, np.nan), np.full(rows, np.nan))
         for settings, mask in groups:
             if settings is not None:
-                part = settings.judge(table.filter(pa.array(mask)))
+                part = settings.judge(table.filter(arrow.from_numpy(mask)))
                 merged.codes[mask] = part.codes
                 merged.value[mask], merged.threshold[mask] = part.value, part.threshold
         return merged
@@ -150,4 +151,4 @@ def take_rows(table: pa.Table, parts: list[tuple[pa.Table, np.ndarray]]) -> pa.T
         return parts[0][0]
     order = np.concatenate([np.flatnonzero(mask) for _, mask in parts])
     merged = pa.concat_tables([part for part, _ in parts], promote_options="permissive")
-    return merged.take(pa.array(np.argsort(order, kind="stable")))
+    return merged.take(arrow.from_numpy(np.argsort(order, kind="stable")))

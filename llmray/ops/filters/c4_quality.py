@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from llmray.kernels import arrow
 from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.ops.clean.c4_lines import C4LineRules
 from llmray.ops.filters._languages import SKIP, PerLanguage
@@ -58,7 +59,7 @@ class C4Quality(PerLanguage, C4LineRules, FilterStep):
             sentences = stats["lines_kept"].copy()
             exact = (first_failure(failures, table.num_rows) == KEEP) & (sentences < self.min_sentences)
             if exact.any():
-                _, counted = self.apply_line_rules(table.filter(pa.array(exact)), text=False)
+                _, counted = self.apply_line_rules(table.filter(arrow.from_numpy(exact)), text=False)
                 sentences[exact] = counted["sentences"]
             failures[2] = below(sentences, self.min_sentences)
         return verdict(failures, table.num_rows)

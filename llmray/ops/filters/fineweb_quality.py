@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from llmray.kernels import arrow
 from llmray.kernels.text import chunk_counts, line_stats, word_stats
 from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.ops.filters._languages import PerLanguage, Segmentation
@@ -83,6 +84,6 @@ class FineWebQuality(PerLanguage, FilterStep):
             tokens = chunk_counts(text, undecided, self.word_segmentation)
             exact = undecided & (tokens > 0) & (ratio(newlines, tokens) > self.max_newlines_per_word)
             if exact.any():
-                tokens[exact] = word_stats(text.filter(pa.array(exact)), (), self.word_segmentation)["tokens"]
+                tokens[exact] = word_stats(text.filter(arrow.from_numpy(exact)), (), self.word_segmentation)["tokens"]
             failures[-1] = above(ratio(newlines, tokens), self.max_newlines_per_word)
         return verdict(failures, table.num_rows)

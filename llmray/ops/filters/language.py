@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from llmray.kernels import langid
+from llmray.kernels import arrow, langid
 from llmray.ops.base import KEEP, FilterStep, Verdict, register
 from llmray.schema import TEXT
 
@@ -60,8 +60,8 @@ class Language(FilterStep):
     def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
         codes, langs, scores = self._decide(table)
         if self.record:
-            table = _set(_set(table, LANGUAGE, pa.array(langs, pa.string())),
-                         LANGUAGE_SCORE, pa.array(scores.astype(np.float32)))
+            table = _set(_set(table, LANGUAGE, arrow.strings(langs)),
+                         LANGUAGE_SCORE, arrow.from_numpy(scores.astype(np.float32)))
         # What decided: the score of the language found, against min_score where that was the rule.
         limit = np.where(codes == 1, self.min_score, np.nan)
         return self.split_by(table, Verdict(codes, scores.astype(np.float64), limit))
