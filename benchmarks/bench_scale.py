@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import tempfile
 import threading
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from llmray.dedup.workflow import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "neardup" / "corpus_20k.jsonl.gz"
@@ -97,45 +100,83 @@ def run_layout(path: Path, out: Path, units: int, partitions: int, size: int) ->
     }
 
 
-def pair_cost(layouts: list[dict[str, Any]], cpus: int) -> float:
-    """CPU-seconds of the decisions per (unit, partition) pair: the least-squares slope of the
-    decisions' wall time against units x partitions, times the CPUs (each pair is a range read of
-    an exchange, and the keep phase's tasks grow with units too)."""
+def exchange_reads(units: int, partitions: int, group: int | None = Layout.combine_group) -> dict[str, int]:
+    """Range reads of each exchange of a near-duplicate step (verify apart), with senders' objects
+    combined in groups of ``group`` past twice that many, rank tasks over groups of units and choose
+    tasks over runs of partitions, as ``llmray.dedup.workflow`` does (``group=None``: as it did
+    before, every sender read by every receiver, a rank task per unit and a choose task per partition)."""
+    def combined(senders: int, receivers: int) -> int:
+        if group is None or senders <= 2 * group:
+            return senders * receivers
+        return senders + math.ceil(senders / group) * receivers
+
+    rank, choose = _keep_tasks(units, partitions, group)
+    return {"sidecars": combined(units, partitions), "buckets": combined(partitions, partitions),
+            "components": combined(partitions, rank), "rank": rank * choose, "decision": combined(choose, units)}
+
+
+def _keep_tasks(units: int, partitions: int, group: int | None) -> tuple[int, int]:
+    if group is None:
+        return units, partitions
+    return math.ceil(units / group), math.ceil(partitions / group) if partitions > 2 * group else partitions
+
+
+def job_cost_terms(units: int, partitions: int, group: int | None = Layout.combine_group) -> tuple[int, int]:
+    """(range reads, tasks) of the decisions of ``jobs/dedup.yaml``: exact_dedup and unique_ids (no
+    buckets), then minhash_dedup (verify and components apart: a few tasks)."""
+    reads = exchange_reads(units, partitions, group)
+    rank, choose = _keep_tasks(units, partitions, group)
+
+    def combines(senders: int) -> int:
+        return math.ceil(senders / group) if group is not None and senders > 2 * group else 0
+
+    keep = rank + choose + combines(partitions) + combines(choose)
+    exact = partitions + combines(units) + keep
+    minhash = 2 * partitions + combines(units) + combines(partitions) + keep
+    return 3 * sum(reads.values()) - 2 * reads["buckets"], 2 * exact + minhash
+
+
+def decision_costs(layouts: list[dict[str, Any]], cpus: int) -> tuple[float, float]:
+    """CPU-seconds of the decisions per range read and per task: least squares of the decisions'
+    wall time x CPUs against both counts (``job_cost_terms``) over the measured layouts."""
     import numpy as np
 
-    pairs = np.array([r["units"] * r["partitions"] for r in layouts], float)
-    decide = np.array([sum(r["decide_s"].values()) for r in layouts], float)
-    slope = np.polyfit(pairs, decide, 1)[0]
-    return float(slope * cpus)
+    terms = np.array([job_cost_terms(r["units"], r["partitions"]) for r in layouts], float)
+    decide = np.array([sum(r["decide_s"].values()) for r in layouts], float) * cpus
+    (per_read, per_task), *_ = np.linalg.lstsq(terms, decide, rcond=None)
+    return float(max(per_read, 0.0)), float(max(per_task, 0.0))
 
 
 def projection(measured: dict[str, Any]) -> list[dict[str, Any]]:
     """1, 10, 100 TB on clusters of 16-CPU nodes, from the smallest layout's per-byte costs and the
-    measured cost per (unit, partition) pair (``pair_cpu_s``, from ``pair_cost``).
+    measured costs per range read and per task of the decisions (``decision_costs``).
 
-    Time = task-seconds per byte (measured on one of these CPUs) x bytes / CPUs, plus the pairs'
-    cost x units x partitions / CPUs (on local disk; an object store adds a request per pair);
-    exchanged bytes from the rows each stage writes per document; range reads = units x partitions
-    per exchange.
+    Time = task-seconds per byte (measured on one of these CPUs) x bytes / CPUs, plus the decisions'
+    range reads and tasks x their measured costs / CPUs (on local disk; on an object store each read
+    is a request); exchanged bytes from the rows each stage writes per document.
     """
     base = measured["layouts"][0]
     per_byte = base["pipeline_s"] * measured["cpus"] / measured["text_bytes"]
-    per_pair = measured["pair_cpu_s"]
+    per_read, per_task = measured["read_cpu_s"], measured["task_cpu_s"]
     doc_bytes = measured["text_bytes"] / measured["docs"]
     rows = []
     for terabytes, nodes in ((1, 10), (10, 50), (100, 250)):
         total = terabytes * 1e12
         docs = total / doc_bytes
-        units = total / (64 * 2**20)
-        partitions = min(65536, max(nodes * 16, docs * 32 * 24 / (64 * 2**20)))
+        units = round(total / (64 * 2**20))
+        partitions = round(min(65536, max(nodes * 16, docs * 32 * 24 / (64 * 2**20))))
         cpus = nodes * 16
+        reads, tasks = job_cost_terms(units, partitions)
+        old_reads, old_tasks = job_cost_terms(units, partitions, group=None)
         rows.append({"corpus_tb": terabytes, "nodes": nodes, "cpus": cpus, "docs": round(docs),
-                     "units": round(units), "partitions": round(partitions),
+                     "units": units, "partitions": partitions,
                      "hours": round(per_byte * total / cpus / 3600, 2),
-                     "exchange_hours": round(per_pair * units * partitions / cpus / 3600, 2),
+                     "exchange_hours": round((per_read * reads + per_task * tasks) / cpus / 3600, 2),
+                     "exchange_hours_uncombined": round((per_read * old_reads + per_task * old_tasks) / cpus / 3600, 2),
                      "band_rows_gb": round(docs * 32 * 24 / 1e9), "signatures_gb": round(docs * 128 * 4 / 1e9),
-                     "range_reads_per_exchange_m": round(units * partitions / 1e6, 1),
-                     "driver_entries": round(units + partitions)})
+                     "range_reads_m": round(reads / 1e6, 1), "range_reads_uncombined_m": round(old_reads / 1e6, 1),
+                     "largest_exchange_reads_m": round(max(exchange_reads(units, partitions).values()) / 1e6, 1),
+                     "decision_tasks": tasks, "driver_entries": round(units + partitions)})
     return rows
 
 
@@ -161,7 +202,7 @@ def main() -> None:
     ray.shutdown()
     kept = {json.dumps(r["dropped"], sort_keys=True) for r in results["layouts"]}
     results["same_result_in_every_layout"] = len(kept) == 1
-    results["pair_cpu_s"] = pair_cost(results["layouts"], args.cpus)
+    results["read_cpu_s"], results["task_cpu_s"] = decision_costs(results["layouts"], args.cpus)
     results["projection"] = projection(results)
     results["machine"] = {"cpus": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30)}
     args.output.mkdir(parents=True, exist_ok=True)

@@ -65,10 +65,27 @@ def _unit_columns(shared: Shared, unit: int, columns: list[str]) -> pa.Table:
     return pa.concat_tables(tables) if tables else pa.Table.from_pydict({c: pa.nulls(0, pa.string()) for c in columns})
 
 
-def rank_unit(shared: Shared, unit: int) -> int:
-    """Task: the unit's grouped documents with id (and the rule's value), sent by group root."""
+def rank_units(shared: Shared, group: int) -> int:
+    """Task over one group of ``shared.combine_group`` consecutive units: their grouped documents
+    with id (and the rule's value), sent by group root in one object (so the partitions that choose
+    read one range per group of units, and the stage runs units / group tasks, not units)."""
+    first, last = group * shared.combine_group, min(shared.units, (group + 1) * shared.combine_group)
+    pairs = shared.gather("components", shared.options["component_senders"], first, last, shape=(2,),
+                          dtype=np.int64)
+    of_unit = exchange.split(pairs, unit_of(pairs[:, 0], shared.starts) - first, last - first)
+    out = pa.concat_tables([_ranked(shared, unit, of_unit[unit - first]) for unit in range(first, last)])
+    roots = arrow.to_numpy(out.column(_ROOT))
+    shared.write("rank", group, exchange.split_table(out, roots % shared.parts, shared.parts))
+    return out.num_rows
+
+
+def rank_groups(shared: Shared) -> int:
+    return -(-shared.units // shared.combine_group)
+
+
+def _ranked(shared: Shared, unit: int, pairs: np.ndarray) -> pa.Table:
+    """The unit's grouped documents, from its (document, root) pairs: (root, document, id[, value])."""
     rule: KeepRule = shared.options["rule"]
-    pairs = shared.gather("components", shared.options["component_senders"], unit, shape=(2,), dtype=np.int64)
     docs, first = np.unique(pairs[:, 0], return_index=True)
     roots = pairs[first, 1]
     out = pa.Table.from_pydict({_ROOT: arrow.from_numpy(roots), _DOC: arrow.from_numpy(docs)})
@@ -85,20 +102,27 @@ def rank_unit(shared: Shared, unit: int) -> int:
         out = out.append_column(ID, pa.nulls(0, pa.string()))
         if rule.column:
             out = out.append_column(_VALUE, pa.nulls(0, pa.float64()))
-    roots = arrow.to_numpy(out.column(_ROOT))
-    shared.write("rank", unit, exchange.split_table(out, roots % shared.parts, shared.parts))
-    return out.num_rows
+    return out
 
 
-def choose_keepers(shared: Shared, part: int) -> dict[str, int]:
-    """Task over the groups of one partition: pick each group's keeper; the others are the decision,
-    sent to their unit as (row, id kept in their place). With ``clusters``, also writes (id,
-    cluster_id = the keeper's id, cluster_size) of every grouped document to the output."""
+def choose_tasks(shared: Shared) -> tuple[int, int]:
+    """(tasks, partitions per task) of the choosing stage: one task per partition, or, past twice
+    ``combine_group`` partitions, one per run of that many (fewer, larger decision objects)."""
+    per = shared.combine_group if shared.parts > 2 * shared.combine_group else 1
+    return -(-shared.parts // per), per
+
+
+def choose_keepers(shared: Shared, task: int) -> dict[str, int]:
+    """Task over the groups of a run of partitions: pick each group's keeper; the others are the
+    decision, sent to their unit as (row, id kept in their place). With ``clusters``, also writes
+    (id, cluster_id = the keeper's id, cluster_size) of every grouped document to the output."""
     rule: KeepRule = shared.options["rule"]
-    table = exchange.gather_tables(shared.work, shared.senders("rank", shared.units), part)
+    _, per = choose_tasks(shared)
+    lo, hi = task * per, min(shared.parts, (task + 1) * per)
+    table = exchange.gather_tables(shared.work, shared.senders("rank", rank_groups(shared)), lo, hi)
     if table is None or table.num_rows == 0:
         empty = pa.Table.from_pydict({"row": pa.nulls(0, pa.int64()), DUPLICATE_OF: pa.nulls(0, pa.string())})
-        shared.write("decision", part, [empty] * shared.units)
+        shared.write("decision", task, [empty] * shared.units)
         return {"groups": 0, "largest": 0, "dropped": 0, "examples": []}
     # The document number last: of documents equal under the rule (the same id), the first one stays.
     order = ([(_ROOT, "ascending")] + ([(_VALUE, "descending")] if rule.column else [])
@@ -116,7 +140,7 @@ def choose_keepers(shared: Shared, part: int) -> dict[str, int]:
     units = unit_of(dropped_docs, shared.starts)
     decision = pa.Table.from_pydict({"row": arrow.from_numpy(dropped_docs - shared.starts[units]),
                                    DUPLICATE_OF: keepers.filter(arrow.from_numpy(drop))})
-    shared.write("decision", part, exchange.split_table(decision, units, shared.units))
+    shared.write("decision", task, exchange.split_table(decision, units, shared.units))
     clusters = shared.options.get("clusters")
     if clusters:
         grouped = arrow.from_numpy(in_group)
@@ -124,7 +148,7 @@ def choose_keepers(shared: Shared, part: int) -> dict[str, int]:
                                       "cluster_size": arrow.from_numpy(sizes[group][in_group].astype(np.int64))})
         buffer = io.BytesIO()
         pq.write_table(records, buffer)
-        shared.output.put(f"{clusters}-{part:05d}.parquet", buffer.getvalue())
+        shared.output.put(f"{clusters}-{task:05d}.parquet", buffer.getvalue())
     real = sizes[sizes > 1]
     examples = table.column(ID).filter(arrow.from_numpy(drop)).slice(0, EXAMPLES).to_pylist()
     return {"groups": len(real), "largest": int(real.max()) if len(real) else 0, "dropped": int(drop.sum()),

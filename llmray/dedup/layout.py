@@ -7,8 +7,9 @@ Files, all under the step's scratch directory ``step`` of the work storage:
     gather/<g>, checked/<g>     the verify stages (edges with signatures; edges kept)
     stars/<round>/<p> distributed connected components, one round each
     components/<p>    (document, root) rows, cut by unit
-    rank/<u>          grouped documents of unit u with id (and the keep rule's value), cut by root
-    decision/<r>      (row, id kept in its place) of every dropped document, cut by unit
+    rank/<g>          grouped documents of unit group g with id (and the keep rule's value), cut by root
+    decision/<t>      (row, id kept in its place) of every dropped document, cut by unit
+    <stage>+/<g>      the objects of group g of a stage's senders, combined (see ``combine``)
 
 A unit's sidecar (``sides[u]``) was written by the segment before, under the work storage root.
 """
@@ -50,6 +51,11 @@ class Shared:
     earlier: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     #: Step-specific settings (keep rule, threshold, ...).
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: An exchange of more than twice this many senders is combined, this many senders' objects
+    #: into one, before its receivers read it (see ``combine``).
+    combine_group: int = 32
+    #: The exchanges whose senders were combined: stage (or ``side.<suffix>``) -> combined objects.
+    combined: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def units(self) -> int:
@@ -59,6 +65,9 @@ class Shared:
         return "/".join([self.step, *parts])
 
     def senders(self, stage: str, count: int) -> list[str]:
+        """The objects a receiver of ``stage`` reads: its ``count`` senders', or their combinations."""
+        if stage in self.combined:
+            return [self.path(f"{stage}+", f"{i:05d}") for i in range(self.combined[stage])]
         return [self.path(stage, f"{i:05d}") for i in range(count)]
 
     def write(self, stage: str, index: int, parts: list[Any]) -> None:
@@ -71,11 +80,29 @@ class Shared:
     def sidecar_rows(self, suffix: str, p: int) -> np.ndarray:
         """Receiver p's rows of every unit's sidecar, with each row's document number made global."""
         lo, hi = exchange.fine_range(p, self.parts, self.fine)
+        stage = f"side.{suffix}"
+        if stage in self.combined:  # combined with global document numbers already
+            return exchange.gather(self.work, self.senders(stage, 0), lo, hi, shape=(3,))
         blocks = exchange.gather_each(self.work, [f"{side}.{suffix}" for side in self.sides], lo, hi, shape=(3,))
         for unit, rows in enumerate(blocks):
             rows[:, 2] += np.uint64(self.starts[unit])
         blocks = [rows for rows in blocks if len(rows)]
         return np.concatenate(blocks) if blocks else np.empty((0, 3), np.uint64)
+
+    def combine(self, stage: str, count: int, group: int) -> int:
+        """Task: senders ``group * combine_group ...`` of ``stage`` (of ``count``) as one object
+        (``side.<suffix>``: those units' sidecars, their document numbers made global)."""
+        first, last = group * self.combine_group, min(count, (group + 1) * self.combine_group)
+        target = self.path(f"{stage}+", f"{group:05d}")
+        if not stage.startswith("side."):
+            return exchange.combine(self.work, [self.path(stage, f"{i:05d}") for i in range(first, last)], target)
+        suffix = stage.removeprefix("side.")
+
+        def globalize(k: int, rows: np.ndarray) -> np.ndarray:
+            rows[:, 2] += np.uint64(self.starts[first + k])
+            return rows
+
+        return exchange.combine(self.work, [f"{side}.{suffix}" for side in self.sides[first:last]], target, globalize)
 
     def earlier_drops(self, unit: int) -> np.ndarray:
         """Rows of ``unit`` that earlier steps of the group drop."""

@@ -48,6 +48,9 @@ class Layout:
     local_components_max_edges: int = 4_000_000
     #: Signature bytes held by one verify task.
     verify_group_mb: float = 256.0
+    #: Senders' objects combined into one where an exchange has more than twice as many senders
+    #: (see ``Shared.combine``): range reads then grow as senders / this x receivers.
+    combine_group: int = 32
 
 
 class _Clock:
@@ -71,7 +74,7 @@ def _shared(ctx: GlobalContext, layout: Layout, row_bytes: int, rows: int, optio
     earlier = [(d.payload["dir"], d.payload["senders"]) for d in ctx.earlier if "dir" in d.payload]
     return Shared(work=ctx.data, output=ctx.output, step=ctx.work_dir, sides=[u.sidecar for u in ctx.units],
                   markers=[u.marker for u in ctx.units], starts=starts, parts=int(min(max(1, wanted), fine)),
-                  fine=fine, earlier=earlier, options=options)
+                  fine=fine, earlier=earlier, options=options, combine_group=layout.combine_group)
 
 
 def _check_rule(ctx: GlobalContext, rule: KeepRule) -> None:
@@ -104,15 +107,19 @@ def decide_minhash(ctx: GlobalContext, spec: SketchSpec, threshold: float, verif
         shared.options["verify_groups"] = groups
         shared.options["verify_starts"] = np.array([shared.starts[g[0]] for g in groups], dtype=np.int64)
     parts = range(shared.parts)
+    _combine(ctx, shared, "side.bands", shared.units)
     edge_counts = ctx.engine.map(buckets.bucket_partition, [(p,) for p in parts], "buckets", shared=shared)
+    _combine(ctx, shared, "buckets", shared.parts)
     clock.lap("buckets")
     edge_stage, edge_bound = "buckets", sum(edge_counts)
     if verify:
         n_groups = len(shared.options["verify_groups"])
         details["candidate_pairs"] = sum(ctx.engine.map(buckets.gather_signatures, [(g,) for g in range(n_groups)],
                                                         "verify", shared=shared))
+        _combine(ctx, shared, "gather", n_groups)
         edge_bound = details["verified_pairs"] = sum(ctx.engine.map(
             buckets.check_edges, [(g,) for g in range(n_groups)], "verify", shared=shared))
+        _combine(ctx, shared, "checked", n_groups)
         edge_stage = "checked"
         clock.lap("verify")
     senders = len(shared.options["verify_groups"]) if verify else shared.parts
@@ -139,6 +146,7 @@ def _distributed_components(ctx: GlobalContext, shared: Shared, edge_stage: str,
         summaries = ctx.engine.map(components.star_step, [(source, senders, target, large, p) for (p,) in parts],
                                    "components", shared=shared)
         senders = shared.parts
+        _combine(ctx, shared, target, senders)
         if first_edges is None:
             first_edges = sum(s["edges"] for s in summaries)
         rounds += 1
@@ -175,6 +183,7 @@ def decide_exact(ctx: GlobalContext, rule: KeepRule, clusters: str | None, layou
     rows = int(ctx.summary.get("docs", 0))
     shared = _shared(ctx, layout, exact.HASH_ROW_BYTES, rows, {"rule": rule, "clusters": clusters})
     details: dict[str, Any] = {"units": shared.units, "partitions": shared.parts}
+    _combine(ctx, shared, "side.hashes", shared.units)
     grouped = ctx.engine.map(_group_partition, [(p,) for p in range(shared.parts)], "hashes", shared=shared)
     details["docs_in_groups"] = sum(grouped)
     shared.options["component_senders"] = shared.parts
@@ -190,13 +199,31 @@ def _group_partition(shared: Shared, p: int) -> int:
 
 
 def _keep(ctx: GlobalContext, shared: Shared, clock: _Clock, details: dict[str, Any]) -> Decision:
-    ctx.engine.map(keep.rank_unit, [(u,) for u in range(shared.units)], "keep", shared=shared)
-    summaries = ctx.engine.map(keep.choose_keepers, [(r,) for r in range(shared.parts)], "keep", shared=shared)
+    _combine(ctx, shared, "components", shared.options["component_senders"])
+    ctx.engine.map(keep.rank_units, [(g,) for g in range(keep.rank_groups(shared))], "keep", shared=shared)
+    tasks, _ = keep.choose_tasks(shared)
+    summaries = ctx.engine.map(keep.choose_keepers, [(t,) for t in range(tasks)], "keep", shared=shared)
+    _combine(ctx, shared, "decision", tasks)
     details["groups"] = sum(s["groups"] for s in summaries)
     details["largest_group"] = max((s["largest"] for s in summaries), default=0)
     details["duplicates"] = sum(s["dropped"] for s in summaries)
     details["examples"] = [e for s in summaries for e in s["examples"]][:10]
+    details["combined_exchanges"] = len(shared.combined)
     clock.lap("keep")
     details["seconds"] = clock.seconds
-    return Decision(step=ctx.name, payload={"dir": shared.path("decision"), "senders": shared.parts},
-                    details=details)
+    combined = shared.combined.get("decision")
+    return Decision(step=ctx.name, payload={"dir": shared.path("decision+" if combined else "decision"),
+                                            "senders": combined or tasks}, details=details)
+
+
+def _combine(ctx: GlobalContext, shared: Shared, stage: str, senders: int) -> None:
+    """Combine the senders' objects of ``stage`` in groups (one task each) when they are many."""
+    if senders <= 2 * shared.combine_group:
+        return
+    groups = -(-senders // shared.combine_group)
+    ctx.engine.map(_combine_group, [(stage, senders, g) for g in range(groups)], "combine", shared=shared)
+    shared.combined[stage] = groups
+
+
+def _combine_group(shared: Shared, stage: str, senders: int, group: int) -> int:
+    return shared.combine(stage, senders, group)

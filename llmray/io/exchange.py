@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,39 @@ def write_parts(storage: Storage, rel: str, parts: Sequence[np.ndarray] | Sequen
         first = arrays[0] if arrays else np.empty(0, np.uint64)
         payloads = [a.tobytes() for a in arrays]
         meta = {"kind": "raw", "dtype": first.dtype.str, "shape": list(first.shape[1:])}
+    return _write(storage, rel, payloads, meta)
+
+
+def combine(storage: Storage, rels: Sequence[str], rel: str,
+            transform: Callable[[int, np.ndarray], np.ndarray] | None = None) -> int:
+    """One object whose part i holds part i of each object in ``rels``, in their order: a merge
+    level between many senders and many receivers, after which each receiver makes one range read
+    per group of senders instead of one per sender. ``transform(k, rows)`` may rewrite the raw rows
+    of ``rels[k]`` first. Each object is read whole, once."""
+    objects = [_parse(storage.get(r), storage.join(r)) for r in rels]
+    count = objects[0][1] if objects else 0
+    if any(n != count for _, n, _ in objects):
+        raise ValueError(f"cannot combine exchange objects with different part counts: {rels[0]} ...")
+    raw = [o for o in objects if o[0]["kind"] == "raw"]
+    if raw and len(raw) < len(objects):
+        raise ValueError(f"cannot combine raw and Arrow exchange objects: {rels[0]} ...")
+    if raw:
+        meta = raw[0][0]
+        dtype, shape = np.dtype(meta["dtype"]), tuple(meta["shape"])
+        if transform is None:
+            payloads = [b"".join(parts[i] for _, _, parts in objects) for i in range(count)]
+        else:
+            payloads = [b"".join(transform(k, _raw(parts[i], dtype, shape)).astype(dtype, copy=False).tobytes()
+                                 for k, (_, _, parts) in enumerate(objects)) for i in range(count)]
+        return _write(storage, rel, payloads, meta)
+    payloads = []
+    for i in range(count):
+        tables = [t for _, _, parts in objects if parts[i] and (t := _decode(parts[i])).num_rows]
+        payloads.append(_ipc(pa.concat_tables(tables)) if tables else b"")  # as gather_tables reads them
+    return _write(storage, rel, payloads, {"kind": "arrow"})
+
+
+def _write(storage: Storage, rel: str, payloads: Sequence[bytes], meta: dict[str, Any]) -> int:
     meta_bytes = json.dumps(meta).encode().ljust(META_BYTES)
     if len(meta_bytes) > META_BYTES:
         raise ValueError(f"exchange metadata too long: {meta}")
@@ -57,6 +90,21 @@ def write_parts(storage: Storage, rel: str, parts: Sequence[np.ndarray] | Sequen
     blob = b"".join([_HEAD.pack(MAGIC, len(payloads)), meta_bytes, offsets.tobytes(), *payloads])
     storage.put(rel, blob)
     return len(blob)
+
+
+def _parse(blob: bytes, where: str) -> tuple[dict[str, Any], int, list[bytes]]:
+    """(meta, part count, each part's bytes) of a whole object."""
+    magic, count = _HEAD.unpack_from(blob)
+    if magic != MAGIC:
+        raise ValueError(f"{where}: not an llmray exchange object")
+    meta = json.loads(blob[_HEAD.size:OFFSETS_AT])
+    offsets = np.frombuffer(blob, np.int64, count + 1, OFFSETS_AT)
+    view = memoryview(blob)
+    return meta, count, [bytes(view[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def _decode(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
 def _ipc(table: pa.Table) -> bytes:
@@ -106,8 +154,8 @@ def _raw(data: bytes, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
 
 def _tables(data: bytes, offsets: np.ndarray) -> pa.Table | None:
     start = offsets[0]
-    tables = [pa.ipc.open_stream(pa.py_buffer(data[int(a - start):int(b - start)])).read_all()
-              for a, b in zip(offsets[:-1], offsets[1:], strict=True) if b > a]
+    tables = [_decode(data[int(a - start):int(b - start)]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+              if b > a]
     return pa.concat_tables(tables) if tables else None
 
 

@@ -12,10 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmray.config import parse_job
-from llmray.dedup import workflow
 from llmray.kernels import minhash
 from llmray.ops import available
-from llmray.ops.dedup import ExactDedup, MinhashDedup
+from llmray.ops.dedup import ExactDedup, MinhashDedup, _Dedup
 from llmray.pipeline.runner import RunOptions, run_job
 from tests.helpers import write_jsonl
 
@@ -71,6 +70,13 @@ def dedup(corpus: Corpus, out: Path, steps: list, chunk_mb: float = 64.0, **outp
     raw = {"input": {"paths": [str(corpus.path)], "keep_fields": ["quality"], "chunk_mb": chunk_mb},
            "steps": steps, "output": {"path": str(out), **output}}
     return run_job(parse_job(raw), RunOptions(progress=False))
+
+
+def small_layout(monkeypatch, **settings) -> None:
+    """Dedup steps of this test run with these ``Layout`` settings (the driver decides, so a patch
+    here reaches every task)."""
+    original = _Dedup.layout
+    monkeypatch.setattr(_Dedup, "layout", lambda self, **o: dataclasses.replace(original(self, **o), **settings))
 
 
 def kept_ids(out: Path) -> list[str]:
@@ -175,17 +181,34 @@ def test_kept_ids_do_not_depend_on_layout(ray_session, corpus, tmp_path, monkeyp
     step = {"minhash_dedup": {"verify": verify, "threshold": 0.7}}
     base = dedup(corpus, tmp_path / "a", [step])
     tiny = {"minhash_dedup": {**step["minhash_dedup"], "partitions": 5, "local_components_max_edges": 0}}
-    monkeypatch.setattr(workflow.Layout, "verify_group_mb", 0.01)  # several verify groups
+    # several verify groups, every exchange read through combined objects (groups of 2 senders)
+    small_layout(monkeypatch, verify_group_mb=0.01, combine_group=2)
     many = dedup(corpus, tmp_path / "b", [tiny], chunk_mb=0.005)
     one = dedup(corpus, tmp_path / "c", [{"minhash_dedup": {**step["minhash_dedup"], "partitions": 1}}])
     assert kept_ids(tmp_path / "a") == kept_ids(tmp_path / "b") == kept_ids(tmp_path / "c")
     details = many["global_steps"]["minhash_dedup"]
     assert details["units"] > 3 and details["partitions"] == 5 and details["components_mode"] == "distributed"
+    assert details["combined_exchanges"] >= 6
+    assert base["global_steps"]["minhash_dedup"]["combined_exchanges"] == 0
     assert base["global_steps"]["minhash_dedup"]["components_mode"] == "local"
     assert one["global_steps"]["minhash_dedup"]["partitions"] == 1
     recut = make_corpus(tmp_path / "recut", files=5, row_group=7)  # the same rows, cut otherwise
     dedup(recut, tmp_path / "d", [step])
     assert kept_ids(tmp_path / "d") == kept_ids(tmp_path / "a")
+
+
+def test_combined_exchanges_keep_the_same_documents(ray_session, corpus, tmp_path, monkeypatch):
+    """Exact then near duplicates with every exchange combined (groups of 2 senders) against none."""
+    steps = [{"exact_dedup": {"partitions": 5}}, {"minhash_dedup": {"partitions": 5}}]
+    plain = dedup(corpus, tmp_path / "plain", steps, chunk_mb=0.005)
+    small_layout(monkeypatch, combine_group=2)
+    combined = dedup(corpus, tmp_path / "combined", steps, chunk_mb=0.005)
+    assert kept_ids(tmp_path / "plain") == kept_ids(tmp_path / "combined")
+    assert plain["dropped"] == combined["dropped"] and combined["accounting_ok"]
+    assert plain["global_steps"]["exact_dedup"]["combined_exchanges"] == 0
+    # the sidecars and components (rank and choose tasks take groups of units and partitions instead)
+    assert combined["global_steps"]["exact_dedup"]["combined_exchanges"] == 2
+    assert combined["global_steps"]["minhash_dedup"]["combined_exchanges"] >= 2
 
 
 def test_nothing_to_deduplicate(ray_session, tmp_path):

@@ -286,11 +286,41 @@ def test_lsh_params():
         lsh_params(1.5, 128)
 
 
-def _components(tmp_path, edges: np.ndarray, parts: int, distributed: bool) -> dict[int, int]:
+def test_combined_exchange_objects_read_as_their_senders(tmp_path):
+    work = Storage(str(tmp_path))
+    rng = np.random.default_rng(4)
+    raw = [exchange.split(rows, rng.integers(0, 4, len(rows)), 4)
+           for rows in (rng.integers(0, 99, (int(n), 3)).astype(np.uint64) for n in (0, 7, 30, 1, 12))]
+    for k, parts in enumerate(raw):
+        exchange.write_parts(work, f"raw/{k}", parts)
+    exchange.combine(work, ["raw/0", "raw/1", "raw/2"], "raw+/0")
+    exchange.combine(work, ["raw/3", "raw/4"], "raw+/1", lambda k, rows: rows + np.uint64(1000 * (k + 1)))
+    for lo, hi in ((0, 1), (1, 3), (0, 4)):
+        expected = np.concatenate([np.concatenate(parts[lo:hi]) + np.uint64(1000 * max(0, k - 2))
+                                   for k, parts in enumerate(raw)])
+        found = exchange.gather(work, ["raw+/0", "raw+/1"], lo, hi, shape=(3,))
+        if hi - lo == 1:  # one part: senders in order
+            np.testing.assert_array_equal(found, expected)
+        else:  # several: part by part, the same rows (the receivers do not depend on row order)
+            np.testing.assert_array_equal(np.unique(found, axis=0), np.unique(expected, axis=0))
+    tables = [[pa.table({"row": list(range(k * i)), "id": [f"{k}-{j}" for j in range(k * i)]}) for i in range(3)]
+              for k in range(4)]
+    for k, parts in enumerate(tables):
+        exchange.write_parts(work, f"arrow/{k}", parts)
+    exchange.combine(work, [f"arrow/{k}" for k in range(4)], "arrow+/0")
+    for part in range(3):
+        expected = exchange.gather_tables(work, [f"arrow/{k}" for k in range(4)], part)
+        found = exchange.gather_tables(work, ["arrow+/0"], part)
+        assert (found is None and expected is None) or found.equals(expected)
+    with pytest.raises(ValueError, match="different part counts"):
+        exchange.combine(work, ["raw/0", "arrow/0"], "bad")
+
+
+def _components(tmp_path, edges: np.ndarray, parts: int, distributed: bool, combine_group: int = 32) -> dict[int, int]:
     """Run the components stage as the workflow does (files, one task per partition, in-process)."""
-    work = Storage(str(tmp_path / f"w{parts}{distributed}"))
+    work = Storage(str(tmp_path / f"w{parts}{distributed}{combine_group}"))
     shared = Shared(work=work, output=work, step="step", sides=[], markers=[], starts=np.array([0]),
-                    parts=parts, fine=parts)
+                    parts=parts, fine=parts, combine_group=combine_group)
     larger, _ = shuffle.unpack(edges)
     shared.write("buckets", 0, exchange.split(edges, larger % parts, parts))
     ctx = types.SimpleNamespace(engine=LocalEngine(1))
@@ -315,6 +345,7 @@ def test_star_steps_match_union_find(tmp_path, seed):
     edges = np.unique(shuffle.pack(np.maximum(a, b), np.minimum(a, b)))
     expected = _components(tmp_path, edges, 1, distributed=False)
     assert _components(tmp_path, edges, 3, True) == expected == _components(tmp_path, edges, 1, True)
+    assert _components(tmp_path, edges, 5, True, combine_group=2) == expected  # rounds read combined objects
     assert all(r == min(d for d, rr in expected.items() if rr == r) for r in expected.values())
     # every linked pair ends up in one component, and no component is joined without a link
     roots = {d: expected[d] for d in expected}
