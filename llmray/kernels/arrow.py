@@ -35,12 +35,16 @@ def to_numpy(array: pa.Array | pa.ChunkedArray, fill: float | bool | None = None
     where it is null (an array with nulls and no ``fill`` is an error)."""
     if isinstance(array, pa.ChunkedArray):
         return to_numpy(array.chunk(0) if array.num_chunks == 1 else array.combine_chunks(), fill)
-    if pa.types.is_boolean(array.type):
+    boolean = pa.types.is_boolean(array.type)
+    if not (boolean or pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
+        raise TypeError(f"{array.type} is not a numeric or boolean array")
+    dtype = np.dtype(bool) if boolean else np.dtype(array.type.to_pandas_dtype())
+    if len(array) == 0:
+        return np.zeros(0, dtype)
+    if boolean:
         values = _bits(array.buffers()[1], array.offset, len(array))
     else:
-        values = np.frombuffer(array.buffers()[1], np.dtype(array.type.to_pandas_dtype()), len(array),
-                               array.offset * array.type.bit_width // 8) if len(array) else \
-            np.zeros(0, array.type.to_pandas_dtype())
+        values = np.frombuffer(array.buffers()[1], dtype, len(array), array.offset * dtype.itemsize)
     if not array.null_count:
         return values
     if fill is None:
