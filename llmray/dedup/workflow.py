@@ -3,17 +3,20 @@
 Near duplicates (``decide_minhash``)::
 
     [sidecars: band rows per unit] -> buckets (partition) -> [verify: gather, check (group)]
-        -> components -> rank (unit) -> choose (partition) = the decision
+        -> components -> rank (units) -> choose (partitions) = the decision
 Exact duplicates (``decide_exact``)::
 
-    [sidecars: hashes per unit] -> groups (partition) -> rank (unit) -> choose (partition)
+    [sidecars: hashes per unit] -> groups (partition) -> rank (units) -> choose (partitions)
 
 Each stage is a list of tasks, one per unit or per partition, run by ``ctx.engine``; each task
 writes one object holding its rows for every receiver (see :mod:`llmray.io.exchange`) and returns
-a count. So the driver holds the unit table and one count per task, and no task holds more than
-its partition. Partition counts and unit sizes change where work runs, never the result: kept
-ids depend on the data, the parameters and the keep rule only. Nothing is rewritten here; the
-decision (rows to drop per unit, with the id kept in their place) is applied by the next segment.
+a count. Where a stage has many senders, their objects are combined in groups before the next
+stage reads them (``_combine``), and the keep phase takes units and partitions in runs, so the
+range reads grow as senders / group x receivers. So the driver holds the unit table and one count
+per task, and no task holds more than its partition (or a group of objects). Partition counts, unit
+sizes and groups change where work runs, never the result: kept ids depend on the data, the
+parameters and the keep rule only. Nothing is rewritten here; the decision (rows to drop per unit,
+with the id kept in their place) is applied by the next segment.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ Parts are numpy arrays of one dtype and row width (``raw``), or Arrow tables of 
 senders can cut their rows into many fine parts before the number of receivers is known, and the
 receivers then take ``fine_range(p, P, V)``.
 
+``combine`` merges several senders' objects into one of the same parts, for exchanges of many
+senders and many receivers: each receiver then reads one range per group of senders.
+
 Object layout: ``MAGIC | n | meta (64 bytes of JSON) | offsets (n+1 int64, absolute) | parts``. A
 receiver reads its two offsets (one small range), then its part (one range): two reads per sender
 on disk, and on object stores two rounds of concurrent range requests for all its senders at once.
