@@ -40,6 +40,8 @@ _LLMRAY_NAME = re.compile(r"(^|/)(i\d+-[0-9a-f]{12}-[0-9a-f]{8}(-\d{4})?\.(parqu
 LEASE = "_progress/lease.json"
 MANIFEST = "_progress/manifest.json"
 HEARTBEAT_S = 10.0
+#: How long a claimed lease must stand before the run may rely on it.
+SETTLE_S = 0.2
 STALE_S = 60.0
 
 
@@ -97,18 +99,35 @@ def _listed(output: Storage) -> list[str]:
     return files
 
 
-def clear(output: Storage, work: Storage) -> None:
-    """``--overwrite``: remove what a previous run wrote, or refuse when something else is there."""
+def check_clearable(output: Storage) -> None:
+    """``--overwrite`` removes only llmray's own files: refuse when its folders hold others."""
     foreign = foreign_files(output)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise UserError(f"{output.url} holds files llmray did not write ({shown}): --overwrite removes only "
                         f"llmray's own; move them, or choose another --output")
+
+
+def clear(output: Storage, work: Storage) -> None:
+    """``--overwrite``: remove what a previous run wrote (but this run's lease), or refuse when
+    something else is there."""
+    check_clearable(output)
     for name in OWNED_DIRS:
-        output.delete_tree(name)
+        if name == "_progress":
+            output.delete_many([f for f in output.find(name) if f != LEASE])
+        else:
+            output.delete_tree(name)
     for name in OWNED_FILES:
         output.delete(name)
     work.delete_tree()
+
+
+def leftovers(output: Storage) -> list[str]:
+    """llmray's folders and files already in the output, this run's lease apart."""
+    found = [name for name in output.listdir() if name in OWNED_DIRS + OWNED_FILES]
+    if "_progress" in found and all(f == LEASE for f in output.find("_progress")):
+        found.remove("_progress")
+    return found
 
 
 def write_manifest(output: Storage, files: list[str]) -> None:
@@ -127,15 +146,20 @@ def missing_files(output: Storage) -> list[str]:
 
 
 class Lease:
-    """The run's claim on its output, renewed by a heartbeat thread while it works."""
+    """The run's claim on its output, renewed by a heartbeat thread while it works.
+
+    ``claim`` refuses an output a live run holds and writes this run's lease; ``confirm``, at least
+    ``SETTLE_S`` later (Ray starts in between), checks that it is still this run's: of two runs
+    that claimed at once, the later write wins and the other stops before it touches anything."""
 
     def __init__(self, output: Storage):
         self.output = output
         self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "id": uuid.uuid4().hex[:8]}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._claimed = 0.0
 
-    def acquire(self) -> None:
+    def claim(self) -> None:
         if self.output.exists(LEASE):
             try:
                 held = self.output.get_json(LEASE)
@@ -145,13 +169,22 @@ class Lease:
                 raise UserError(f"{self.output.url} is in use by another llmray run (pid {held['pid']} on "
                                 f"{held['host']}, since {held['since']}): wait for it to finish, or stop it")
         self._write(since=time.strftime("%Y-%m-%d %H:%M:%S"))
-        time.sleep(0.2)  # two runs that started together: the later write wins, the other sees it
-        held = self.output.get_json(LEASE)
+        self._claimed = time.monotonic()
+
+    def confirm(self) -> None:
+        time.sleep(max(0.0, SETTLE_S - (time.monotonic() - self._claimed)))
+        held = self._held()
         if held.get("id") != self.owner["id"]:
-            raise UserError(f"{self.output.url} was just taken by another llmray run (pid {held['pid']} on "
-                            f"{held['host']}): wait for it to finish, or stop it")
+            raise UserError(f"{self.output.url} was just taken by another llmray run (pid {held.get('pid')} on "
+                            f"{held.get('host')}): wait for it to finish, or stop it")
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
+
+    def _held(self) -> dict[str, Any]:
+        try:
+            return self.output.get_json(LEASE)
+        except (OSError, ValueError):
+            return {}
 
     def _write(self, since: str) -> None:
         self._since = since
@@ -165,10 +198,12 @@ class Lease:
                 continue
 
     def release(self) -> None:
+        """Stop the heartbeat and remove the lease, if it is still this run's."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.output.delete(LEASE)
+        if self._held().get("id") == self.owner["id"]:
+            self.output.delete(LEASE)
 
 
 def _stale(held: dict[str, Any]) -> bool:

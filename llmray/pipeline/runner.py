@@ -88,19 +88,22 @@ def run_job(spec: JobSpec, options: RunOptions | None = None) -> dict[str, Any]:
             print(f"{output.url} already holds this job's finished output: nothing to do "
                   f"(--overwrite runs it again)", file=sys.stderr)
         return {**finished, "already_complete": True}
-    _prepare_output(output, work, spec, options.overwrite)
     lease = outdir.Lease(output)
-    lease.acquire()
+    lease.claim()
     try:
-        return _run(spec, options, output, work, listings)
+        _check_output(output, spec, options.overwrite)
+        return _run(spec, options, output, work, listings, lease)
     finally:
         lease.release()
 
 
-def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, listings: list) -> dict[str, Any]:
+def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, listings: list,
+         lease: outdir.Lease) -> dict[str, Any]:
     from llmray import cluster, kernels
 
     startup_s = cluster.connect(options.address, options.num_cpus, options.verbose)
+    lease.confirm()  # after Ray's start-up, which takes longer than the lease needs to settle
+    _prepare_output(output, work, spec, options.overwrite)
     if options.progress and cluster.log_dir() and not options.verbose:
         print(f"Ray's logs: {cluster.log_dir()}", file=sys.stderr)
     kernels.compile_all()
@@ -349,19 +352,25 @@ def _finished_stats(output: Storage, spec: JobSpec, listing: list, progress: boo
     return None
 
 
-def _prepare_output(output: Storage, work: Storage, spec: JobSpec, overwrite: bool) -> None:
+def _check_output(output: Storage, spec: JobSpec, overwrite: bool) -> None:
+    """Refuse, before anything starts, an output this run may not write into."""
     if overwrite:
-        outdir.clear(output, work)
+        outdir.check_clearable(output)
     elif output.exists("job.json"):
         previous = output.get_json("job.json").get("fingerprint")
         if previous != spec.fingerprint():
             raise UserError(f"{output.url} holds the output of a different job; pass --overwrite to replace it, "
                             f"or choose another --output")
     else:
-        leftovers = [name for name in output.listdir() if name in outdir.OWNED_DIRS + outdir.OWNED_FILES]
+        leftovers = outdir.leftovers(output)
         if leftovers:
             raise UserError(f"{output.url} already holds {', '.join(sorted(leftovers))} from another run; "
                             f"pass --overwrite to replace it, or choose another --output")
+
+
+def _prepare_output(output: Storage, work: Storage, spec: JobSpec, overwrite: bool) -> None:
+    if overwrite:
+        outdir.clear(output, work)
     output.put_json("job.json", {"fingerprint": spec.fingerprint(), "job": spec.to_dict(),
                                  "job_file": spec.source_file})
 

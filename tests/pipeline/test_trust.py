@@ -78,7 +78,7 @@ def test_a_second_run_on_the_same_output_stops_at_once(corpus, tmp_path, childre
         assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
         time.sleep(0.1)
     started = time.monotonic()
-    second = run_isolated(args, timeout=60, env=env, cwd=ROOT)
+    second = run_isolated(args + ["--overwrite"], timeout=60, env=env, cwd=ROOT)  # nor does it clear the output
     assert second.returncode == 2 and time.monotonic() - started < 30
     assert "in use by another llmray run" in second.stderr and f"pid {first.pid}" in second.stderr
     assert first.wait(timeout=120) == 0
