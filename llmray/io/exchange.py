@@ -62,13 +62,13 @@ def combine(storage: Storage, rels: Sequence[str], rel: str,
     of ``rels[k]`` first. Each object is read whole, once."""
     objects = [_parse(storage.get(r), storage.join(r)) for r in rels]
     count = objects[0][1] if objects else 0
-    if any(n != count for _, n, _ in objects):
-        raise ValueError(f"cannot combine exchange objects with different part counts: {rels[0]} ...")
-    raw = [o for o in objects if o[0]["kind"] == "raw"]
-    if raw and len(raw) < len(objects):
-        raise ValueError(f"cannot combine raw and Arrow exchange objects: {rels[0]} ...")
+    for other, (meta, n, _) in zip(rels, objects, strict=True):
+        if n != count or meta["kind"] != objects[0][0]["kind"]:
+            raise ValueError(f"cannot combine exchange objects of different shapes: {rels[0]} has {count} "
+                             f"{objects[0][0]['kind']} parts, {other} {n} {meta['kind']} parts")
+    raw = objects[0][0]["kind"] == "raw" if objects else False
     if raw:
-        meta = raw[0][0]
+        meta = objects[0][0]
         dtype, shape = np.dtype(meta["dtype"]), tuple(meta["shape"])
         if transform is None:
             payloads = [b"".join(parts[i] for _, _, parts in objects) for i in range(count)]

@@ -32,7 +32,8 @@ def from_numpy(values: np.ndarray, nulls: np.ndarray | None = None) -> pa.Array:
 
 def to_numpy(array: pa.Array | pa.ChunkedArray, fill: float | bool | None = None) -> np.ndarray:
     """A numeric or boolean Arrow array as an ndarray (a view where Arrow allows), with ``fill``
-    where it is null (an array with nulls and no ``fill`` is an error)."""
+    where it is null (an array with nulls and no ``fill`` is an error; ``fill`` is cast to the
+    array's type, so give one it holds)."""
     if isinstance(array, pa.ChunkedArray):
         return to_numpy(array.chunk(0) if array.num_chunks == 1 else array.combine_chunks(), fill)
     boolean = pa.types.is_boolean(array.type)
@@ -72,9 +73,10 @@ def repeat(value: str, count: int) -> pa.Array:
 def _string_array(lengths: np.ndarray, data: bytes) -> pa.Array:
     offsets = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    kind, width = (pa.string(), np.int32) if offsets[-1] < 2**31 else (pa.large_string(), np.int64)
-    return pa.Array.from_buffers(kind, len(lengths), [None, pa.py_buffer(offsets.astype(width)),
-                                                      pa.py_buffer(data)])
+    if offsets[-1] >= 2**31:  # one type for every batch: callers build batches far below this
+        raise ValueError(f"{offsets[-1]} bytes of text in one string array (at most 2 GiB)")
+    return pa.Array.from_buffers(pa.string(), len(lengths), [None, pa.py_buffer(offsets.astype(np.int32)),
+                                                             pa.py_buffer(data)])
 
 
 def codes(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list]:

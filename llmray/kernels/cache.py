@@ -25,7 +25,7 @@ def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]]) -> dict
     try:
         with np.load(cached, allow_pickle=False) as saved:
             return {key: saved[key] for key in saved.files}
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001  (missing, truncated, corrupt: derive them again, below)
         pass
     arrays = build()
     try:

@@ -19,6 +19,7 @@ import pyarrow as pa
 from llmray.decisions import Decision, GlobalContext, Sidecar
 from llmray.errors import JobError
 from llmray.io.storage import Storage
+from llmray.kernels import arrow
 from llmray.kernels.hashing import fmix64
 from llmray.kernels.minhash import text_hashes
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, register
@@ -41,9 +42,9 @@ class _SourceBytes(Sidecar):
     def add(self, table: pa.Table, first_row: int) -> None:
         if table.num_rows == 0:
             return
-        sized = pa.table({SOURCE: table.column(SOURCE), "n": pa.array(row_bytes(table))})
-        grouped = sized.group_by(SOURCE).aggregate([("n", "sum")]).to_pydict()
-        for source, n in zip(grouped[SOURCE], grouped["n_sum"], strict=True):
+        rows, sources = arrow.codes(table.column(SOURCE))
+        sizes = np.bincount(rows, weights=row_bytes(table), minlength=len(sources))
+        for source, n in zip(sources, sizes.tolist(), strict=True):
             self.bytes[source] = self.bytes.get(source, 0) + int(n)
 
     def close(self, work: Storage, name: str) -> dict[str, Any]:
@@ -61,12 +62,13 @@ class KeepShares(FilterStep):
 
     def evaluate(self, table: pa.Table) -> np.ndarray:
         keep = np.ones(table.num_rows, dtype=bool)
-        sources = table.column(SOURCE).to_numpy(zero_copy_only=False)
+        codes, sources = arrow.codes(table.column(SOURCE))
         ids = table.column(ID).combine_chunks()
-        for source, rate in self.rates.items():
-            rows = np.flatnonzero(sources == source)
-            if len(rows):
-                keep[rows] = keep_fraction(ids.take(pa.array(rows)), rate, self.seed)
+        for code, source in enumerate(sources):
+            rate = self.rates.get(source)
+            rows = np.flatnonzero(codes == code)
+            if rate is not None and len(rows):
+                keep[rows] = keep_fraction(ids.take(arrow.from_numpy(rows)), rate, self.seed)
         return np.where(keep, KEEP, 0).astype(np.int16)
 
 

@@ -170,6 +170,8 @@ class Lease:
                                 f"{held['host']}, since {held['since']}): wait for it to finish, or stop it")
         self._write(since=time.strftime("%Y-%m-%d %H:%M:%S"))
         self._claimed = time.monotonic()
+        self._thread = threading.Thread(target=self._beat, daemon=True)  # however long Ray takes to start
+        self._thread.start()
 
     def confirm(self) -> None:
         time.sleep(max(0.0, SETTLE_S - (time.monotonic() - self._claimed)))
@@ -177,8 +179,6 @@ class Lease:
         if held.get("id") != self.owner["id"]:
             raise UserError(f"{self.output.url} was just taken by another llmray run (pid {held.get('pid')} on "
                             f"{held.get('host')}): wait for it to finish, or stop it")
-        self._thread = threading.Thread(target=self._beat, daemon=True)
-        self._thread.start()
 
     def _held(self) -> dict[str, Any]:
         try:
@@ -193,6 +193,8 @@ class Lease:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
             try:
+                if self._held().get("id", self.owner["id"]) != self.owner["id"]:
+                    return  # another run took the output: never write over its lease
                 self._write(self._since)
             except Exception:  # noqa: BLE001  (a missed heartbeat is retried at the next beat)
                 continue

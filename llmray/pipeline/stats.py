@@ -29,7 +29,7 @@ def new_counts() -> dict[str, Any]:
 def length_histogram(table: pa.Table) -> list[int]:
     if table.num_rows == 0:
         return [0] * LENGTH_BINS
-    lengths = arrow.to_numpy(pc.utf8_length(table.column(TEXT)))
+    lengths = arrow.to_numpy(pc.utf8_length(table.column(TEXT)), fill=0)
     bins = np.zeros(len(lengths), dtype=np.int64)
     positive = lengths > 0
     bins[positive] = np.minimum(np.floor(np.log2(lengths[positive])).astype(np.int64) + 1, LENGTH_BINS - 1)
