@@ -114,6 +114,7 @@ def test_problems_with_the_bucket_are_one_line_and_exit_2(s3):
     assert done.returncode == 2 and "nothing-here" in done.stderr and done.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # ~110 s; the same resume on local disk runs in every suite (test_reliability)
 def test_kill_9_then_resume_on_object_storage_equals_an_uninterrupted_run(s3, tmp_path):
     bucket = s3.bucket()
     source = put_corpus(s3, bucket, files=12, docs=20)
