@@ -37,3 +37,14 @@ def text_bytes(table: pa.Table, column: str = TEXT) -> int:
 def row_bytes(table: pa.Table, column: str = TEXT) -> np.ndarray:
     """UTF-8 bytes of each row's text (nulls count 0)."""
     return arrow.to_numpy(pc.binary_length(table.column(column)), fill=0)
+
+
+
+def per_source(table: pa.Table) -> list[tuple[str, int, int]]:
+    """(source, documents, text bytes) of a batch, for every source in it."""
+    if table.num_rows == 0:
+        return []
+    rows, sources = arrow.codes(table.column(SOURCE))
+    docs = np.bincount(rows, minlength=len(sources))
+    sizes = np.bincount(rows, weights=row_bytes(table), minlength=len(sources))
+    return [(source, int(n), int(b)) for source, n, b in zip(sources, docs, sizes, strict=True) if n]

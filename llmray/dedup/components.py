@@ -26,14 +26,10 @@ from llmray.io import exchange
 from llmray.kernels.graph import union_find_min
 
 
-def _route_pairs(docs: np.ndarray, roots: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+def route_pairs(docs: np.ndarray, roots: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
     """(document, root) rows, one array per unit of the document."""
     rows = np.stack([docs, roots], axis=1).astype(np.int64)
     return exchange.split(rows, unit_of(docs, starts), len(starts))
-
-
-def route_pairs(docs: np.ndarray, roots: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
-    return _route_pairs(docs, roots, starts)
 
 
 def local_components(shared: Shared, stage: str, senders: int) -> int:
@@ -43,7 +39,7 @@ def local_components(shared: Shared, stage: str, senders: int) -> int:
     nodes, inverse = np.unique(np.concatenate([larger, smaller]), return_inverse=True)
     n = len(edges)
     roots = nodes[union_find_min(len(nodes), inverse[:n], inverse[n:])]
-    shared.write("components", 0, _route_pairs(nodes, roots, shared.starts))
+    shared.write("components", 0, route_pairs(nodes, roots, shared.starts))
     return n
 
 
@@ -88,5 +84,5 @@ def star_pairs(shared: Shared, source: str, p: int) -> int:
     leaf, root = np.maximum(a, b), np.minimum(a, b)
     keep = np.unique(shuffle.pack(np.concatenate([leaf, root]), np.concatenate([root, root])))
     docs, roots = shuffle.unpack(keep)
-    shared.write("components", p, _route_pairs(docs, roots, shared.starts))
+    shared.write("components", p, route_pairs(docs, roots, shared.starts))
     return len(edges)

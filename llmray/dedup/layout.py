@@ -84,9 +84,7 @@ class Shared:
         if stage in self.combined:  # combined with global document numbers already
             return exchange.gather(self.work, self.senders(stage, 0), lo, hi, shape=(3,))
         blocks = exchange.gather_each(self.work, [f"{side}.{suffix}" for side in self.sides], lo, hi, shape=(3,))
-        for unit, rows in enumerate(blocks):
-            rows[:, 2] += np.uint64(self.starts[unit])
-        blocks = [rows for rows in blocks if len(rows)]
+        blocks = [self._globalized(unit, rows) for unit, rows in enumerate(blocks) if len(rows)]
         return np.concatenate(blocks) if blocks else np.empty((0, 3), np.uint64)
 
     def combine(self, stage: str, count: int, group: int) -> int:
@@ -97,12 +95,13 @@ class Shared:
         if not stage.startswith("side."):
             return exchange.combine(self.work, [self.path(stage, f"{i:05d}") for i in range(first, last)], target)
         suffix = stage.removeprefix("side.")
+        return exchange.combine(self.work, [f"{side}.{suffix}" for side in self.sides[first:last]], target,
+                                lambda k, rows: self._globalized(first + k, rows))
 
-        def globalize(k: int, rows: np.ndarray) -> np.ndarray:
-            rows[:, 2] += np.uint64(self.starts[first + k])
-            return rows
-
-        return exchange.combine(self.work, [f"{side}.{suffix}" for side in self.sides[first:last]], target, globalize)
+    def _globalized(self, unit: int, rows: np.ndarray) -> np.ndarray:
+        """Sidecar rows of ``unit`` (band key or hash, ..., document) with global document numbers."""
+        rows[:, 2] += np.uint64(self.starts[unit])
+        return rows
 
     def earlier_drops(self, unit: int) -> np.ndarray:
         """Rows of ``unit`` that earlier steps of the group drop."""

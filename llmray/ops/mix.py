@@ -23,7 +23,7 @@ from llmray.kernels import arrow
 from llmray.kernels.hashing import fmix64
 from llmray.kernels.minhash import text_hashes
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, register
-from llmray.schema import ID, SOURCE, row_bytes
+from llmray.schema import ID, SOURCE, per_source
 
 
 def keep_fraction(ids: pa.Array | pa.ChunkedArray, rate: float, seed: int) -> np.ndarray:
@@ -40,12 +40,8 @@ class _SourceBytes(Sidecar):
         self.bytes: dict[str, int] = {}
 
     def add(self, table: pa.Table, first_row: int) -> None:
-        if table.num_rows == 0:
-            return
-        rows, sources = arrow.codes(table.column(SOURCE))
-        sizes = np.bincount(rows, weights=row_bytes(table), minlength=len(sources))
-        for source, n in zip(sources, sizes.tolist(), strict=True):
-            self.bytes[source] = self.bytes.get(source, 0) + int(n)
+        for source, _, n in per_source(table):
+            self.bytes[source] = self.bytes.get(source, 0) + n
 
     def close(self, work: Storage, name: str) -> dict[str, Any]:
         return {"source_bytes": self.bytes}

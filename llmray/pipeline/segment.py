@@ -31,7 +31,18 @@ from llmray.io.writers import JsonlWriter, ShardWriter, read_shard
 from llmray.kernels import arrow
 from llmray.ops.base import KEEP, FilterStep, GlobalStep, MapStep, Step
 from llmray.pipeline import stats as st
-from llmray.schema import DUPLICATE_OF, ID, REASON, ROW, SOURCE, TEXT, THRESHOLD, VALUE, row_bytes, text_bytes
+from llmray.schema import (
+    DUPLICATE_OF,
+    ID,
+    REASON,
+    ROW,
+    TEXT,
+    THRESHOLD,
+    VALUE,
+    per_source,
+    row_bytes,
+    text_bytes,
+)
 
 READ_BATCH_ROWS = 8192
 
@@ -145,7 +156,7 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
             counts["docs_out"] += table.num_rows
             counts["bytes_out"] += out_bytes
             counts["length_out"] = st.merge(counts["length_out"], st.length_histogram(table))
-            for name, docs, nbytes in _per_source(table):
+            for name, docs, nbytes in per_source(table):
                 source = _source(counts, name)
                 source["docs_out"] += docs
                 source["bytes_out"] += nbytes
@@ -309,13 +320,3 @@ def _drop(step: FilterStep | MapStep, stage: str, dropped: pa.Table, codes: np.n
 
 def _source(counts: dict, name: str) -> dict[str, int]:
     return counts["sources"].setdefault(name, {"docs_in": 0, "docs_out": 0, "bytes_in": 0, "bytes_out": 0})
-
-
-def _per_source(table: pa.Table) -> list[tuple[str, int, int]]:
-    """(source, documents, text bytes) of a batch, grouped in Arrow."""
-    if table.num_rows == 0:
-        return []
-    rows, sources = arrow.codes(table.column(SOURCE))
-    docs = np.bincount(rows, minlength=len(sources))
-    sizes = np.bincount(rows, weights=row_bytes(table), minlength=len(sources))
-    return [(source, int(n), int(b)) for source, n, b in zip(sources, docs, sizes, strict=True) if n]
