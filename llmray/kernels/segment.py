@@ -41,6 +41,7 @@ import numpy as np
 from numba import njit
 
 from llmray.errors import UserError
+from llmray.kernels.cache import cached_arrays, source_version
 from llmray.kernels.hashing import GOLDEN, fmix64
 from llmray.kernels.utf8 import decode_char
 
@@ -97,8 +98,10 @@ def cjk_class(ch: str) -> int:
 
 @functools.cache
 def cjk_table() -> np.ndarray:
-    """:func:`cjk_class` of every BMP code point (built once per process)."""
-    return np.array([cjk_class(chr(cp)) for cp in range(0x10000)], dtype=np.uint8)
+    """:func:`cjk_class` of every BMP code point: 0.25 s of Python, so derived once per Unicode version
+    and version of this module and read back from the kernel cache after."""
+    return cached_arrays(f"cjk-{unicodedata.unidata_version}-{source_version(__file__)}", lambda: {"classes": np.array(
+        [cjk_class(chr(cp)) for cp in range(0x10000)], dtype=np.uint8)})["classes"]
 
 
 class Segmenter(NamedTuple):
