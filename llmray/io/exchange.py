@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from llmray.io.storage import Storage
 from llmray.kernels import arrow
-from llmray.kernels.partition import part_order
+from llmray.kernels.partition import grouped, part_order
 
 MAGIC = b"LLMRAYX2"
 META_BYTES = 64
@@ -196,8 +196,8 @@ def _ranges(storage: Storage, paths: list[str], starts: list[int], ends: list[in
 
 def split(rows: np.ndarray, part: np.ndarray, n: int) -> list[np.ndarray]:
     """``rows`` (along axis 0) grouped into ``n`` arrays by part number, order kept within each."""
-    order, counts = part_order(part, n)
-    return np.split(rows[order], np.cumsum(counts)[:-1])
+    out, counts = grouped(rows, part, n)
+    return np.split(out, np.cumsum(counts)[:-1])
 
 
 def split_table(table: pa.Table, part: np.ndarray, n: int) -> list[pa.Table]:

@@ -286,6 +286,19 @@ def test_lsh_params():
         lsh_params(1.5, 128)
 
 
+@pytest.mark.parametrize(("shape", "dtype"), [((5000, 3), np.uint64), ((5000,), np.uint64), ((700, 130), np.uint32),
+                                             ((300, 2), np.int64), ((0, 3), np.uint64), ((40, 3), np.uint8)])
+def test_split_groups_rows_by_part_in_their_order(shape, dtype):
+    rng = np.random.default_rng(7)
+    rows = rng.integers(0, 250, size=shape).astype(dtype)
+    part = rng.integers(0, 17, size=shape[0])
+    got = exchange.split(rows, part, 17)
+    assert len(got) == 17
+    for p, block in enumerate(got):
+        assert block.dtype == rows.dtype and block.shape[1:] == rows.shape[1:]
+        np.testing.assert_array_equal(block, rows[part == p])
+
+
 def test_combined_exchange_objects_read_as_their_senders(tmp_path):
     work = Storage(str(tmp_path))
     rng = np.random.default_rng(4)
