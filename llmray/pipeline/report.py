@@ -35,6 +35,8 @@ INTERNAL = ("intermediate_io", "write")
 SAMPLES_PER_REASON = 3
 SAMPLE_CHARS = 420
 PAIRS_PER_STEP = 2
+#: Removed documents looked at per dedup step to find pairs whose kept documents share a shard.
+PAIR_CANDIDATES = 64
 #: At most this many rejects are counted per source and reason (the rest is said to be uncounted).
 SCAN_ROWS = 2_000_000
 #: Kept documents of dedup examples are looked up in at most this many shards of data/.
@@ -102,6 +104,8 @@ def _tables(output: Storage, files: list[str], columns: list[str]) -> Any:
 
 
 def _rejects(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
+    import numpy as np
+
     folders = [name for name in output.listdir("rejects") if _shards(output, f"rejects/{name}")]
     wanted = (found.job or {}).get("job", {}).get("output", {}).get("rejects")
     found.rejects = bool(folders) or bool(wanted)
@@ -125,10 +129,12 @@ def _rejects(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
         read = 0
         for table in _tables(output, files, ["id", "text", "source", "reason", "duplicate_of", "value", "threshold"]):
             read += table.num_rows
-            for row in table.to_pylist():
-                picked = found.samples.setdefault(row["reason"], [])
-                if len(picked) < SAMPLES_PER_REASON:
-                    picked.append(_truncated(row))
+            codes, names = arrow.codes(table.column("reason"))
+            wanted = [np.flatnonzero(codes == c)[:SAMPLES_PER_REASON - len(found.samples.get(name, []))]
+                      for c, name in enumerate(names)]
+            rows = np.sort(np.concatenate([np.zeros(0, np.int64), *wanted]))
+            for row in table.take(arrow.from_numpy(rows)).to_pylist():  # the text of the rows shown only
+                found.samples.setdefault(row["reason"], []).append(_truncated(row))
             if read >= SCAN_ROWS or all(len(found.samples.get(r, [])) >= SAMPLES_PER_REASON for r in here):
                 break
     found.by_source = counts
@@ -177,30 +183,73 @@ def _clusters(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
 
 
 def _pairs(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
+    """A kept document beside one it replaced, per dedup step. The text of data/ is read only in
+    the shards that hold the pairs shown: candidates are found by id, then the pairs are taken from
+    the fewest shards (reading the text of every shard that held one would be most of the report's
+    time, on the driver, after the run's last task)."""
     import pyarrow.compute as pc
 
-    removed: dict[str, list[dict[str, Any]]] = {}
+    candidates: dict[str, list[tuple[str, int, str]]] = {}  # stage -> (rejects file, row, kept id)
     for stage in _dedup_steps(stats):
-        folder = stage.replace("#", "-")
-        files = _shards(output, f"rejects/{folder}")
-        for table in _tables(output, files, ["id", "text", "source", "duplicate_of"]):
-            rows = [r for r in table.to_pylist() if r["duplicate_of"]]
-            removed.setdefault(stage, []).extend(rows[:PAIRS_PER_STEP - len(removed.get(stage, []))])
-            if len(removed[stage]) >= PAIRS_PER_STEP:
+        files = _shards(output, f"rejects/{stage.replace('#', '-')}")
+        for rel in files:
+            for table in _tables(output, [rel], ["duplicate_of"]):
+                column = table.column("duplicate_of")
+                rows = arrow.to_numpy(pc.indices_nonzero(pc.is_valid(column)), 0)[:PAIR_CANDIDATES]
+                kept_ids = column.take(arrow.from_numpy(rows)).to_pylist()
+                candidates.setdefault(stage, []).extend((rel, int(r), k) for r, k in zip(rows, kept_ids, strict=True))
+                break  # the first table of a shard is enough
+            if len(candidates.get(stage, [])) >= PAIR_CANDIDATES:
                 break
-    wanted = arrow.strings(sorted({r["duplicate_of"] for rows in removed.values() for r in rows}))
-    kept: dict[str, dict[str, Any]] = {}
+    wanted = {k for rows in candidates.values() for _, _, k in rows}
+    home: dict[str, str] = {}  # kept id -> the data shard that holds it
     for rel in _shards(output, "data")[:DATA_SHARDS]:
-        if len(kept) == len(wanted):
+        for table in _tables(output, [rel], ["id"]):
+            home.update((i, rel) for i in table.filter(pc.is_in(table.column("id"), value_set=arrow.strings(
+                sorted(wanted - home.keys())))).column("id").to_pylist())
+        if len(home) == len(wanted):
             break
-        # the ids first (a small column); the text only of a shard that holds one of them
-        if not any(pc.any(pc.is_in(t.column("id"), value_set=wanted)).as_py() for t in _tables(output, [rel], ["id"])):
-            continue
+    # the pairs whose kept documents lie in the shards that hold most of all steps' kept documents
+    shards = [home.get(k) for rows in candidates.values() for _, _, k in rows]
+    hits = {rel: shards.count(rel) for rel in set(shards) if rel is not None}
+    for stage, rows in candidates.items():
+        shard = [home.get(k) for _, _, k in rows]
+        order = sorted(range(len(rows)), key=lambda i: (shard[i] is None, -hits.get(shard[i], 0), shard[i] or "", i))
+        chosen = [rows[i] for i in order[:PAIRS_PER_STEP]]
+        found.pairs[stage] = [(None, row) for row in _rows_at(output, [(f, r) for f, r, _ in chosen],
+                                                            ["id", "text", "source", "duplicate_of"])]
+    kept = {row["id"]: row for row in _rows_with_ids(output, home, {r[1]["duplicate_of"] for pairs in
+                                                                    found.pairs.values() for r in pairs})}
+    for stage, pairs in found.pairs.items():
+        found.pairs[stage] = [(kept.get(removed["duplicate_of"]), removed) for _, removed in pairs]
+
+
+def _rows_at(output: Storage, places: list[tuple[str, int]], columns: list[str]) -> list[dict[str, Any]]:
+    """The rows at (file, row in its first table), truncated for the page, in the order given."""
+    import numpy as np
+
+    by_file: dict[str, list[int]] = {}
+    for rel, row in places:
+        by_file.setdefault(rel, []).append(row)
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for rel, numbers in by_file.items():
+        for table in _tables(output, [rel], columns):
+            picked = table.take(arrow.from_numpy(np.asarray(numbers, np.int64))).to_pylist()
+            rows.update(((rel, n), _truncated(r)) for n, r in zip(numbers, picked, strict=True))
+            break
+    return [rows[place] for place in places]
+
+
+def _rows_with_ids(output: Storage, home: dict[str, str], ids: set[str]) -> list[dict[str, Any]]:
+    """The data/ rows of these ids, reading only the shards that hold them."""
+    import pyarrow.compute as pc
+
+    found = []
+    for rel in sorted({home[i] for i in ids if i in home}):
         for table in _tables(output, [rel], ["id", "text", "source"]):
-            hits = table.filter(pc.is_in(table.column("id"), value_set=wanted))
-            kept.update({r["id"]: _truncated(r) for r in hits.to_pylist()})
-    for stage, rows in removed.items():
-        found.pairs[stage] = [(kept.get(r["duplicate_of"]), _truncated(r)) for r in rows]
+            hits = table.filter(pc.is_in(table.column("id"), value_set=arrow.strings(sorted(ids))))
+            found += [_truncated(r) for r in hits.to_pylist()]
+    return found
 
 
 def _quarantine(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
