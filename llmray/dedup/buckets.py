@@ -23,8 +23,7 @@ from llmray.kernels.minhash import estimate_jaccard
 
 def bucket_edges(rows: np.ndarray) -> np.ndarray:
     """Unique packed star edges of the buckets in ``rows`` (band key, signature hash, document)."""
-    rows = np.ascontiguousarray(rows, dtype=np.uint64)
-    return np.unique(star_edges(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy()))
+    return np.unique(star_edges(np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1, 3)))
 
 
 def bucket_partition(shared: Shared, p: int) -> int:

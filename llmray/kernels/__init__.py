@@ -66,7 +66,7 @@ def compile_all(force: bool = False) -> float:
         for normalize in (False, True):
             minhash.text_hashes(column, normalize)
     graph.union_find_min(3, np.array([0, 1]), np.array([1, 2]))
-    graph.star_edges(*(np.array([1, 1], np.uint64),) * 2, np.array([0, 1], np.uint64))
+    graph.star_edges(np.array([[1, 1, 0], [1, 1, 1]], np.uint64))
     partition.part_order(np.array([1, 0, 1], np.uint64), 2)
     partition.grouped(np.array([[1, 2], [3, 4], [5, 6]], np.uint32), np.array([1, 0, 1]), 2)
     _compile_segmentation()
