@@ -10,6 +10,7 @@ output holds no temporary objects.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 from collections.abc import Iterator
@@ -125,11 +126,14 @@ def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
 def read_shard(storage: Storage, path: str, columns: list[str] | None = None,
                batch_rows: int = 8192) -> Iterator[pa.Table]:
     """A shard this module wrote, back as tables of at most ``batch_rows`` (parquet or jsonl.gz)."""
-    with storage.open_read(path) as f:
-        if path.endswith(".parquet"):
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+    if path.endswith(".parquet"):
+        # a local shard is mapped: half the time of reading it through a Python file object
+        with contextlib.nullcontext(storage.join(path)) if storage.local else storage.open_read(path) as source:
+            for batch in pq.ParquetFile(source, memory_map=storage.local).iter_batches(
+                    batch_size=batch_rows, columns=columns, use_threads=False):
                 yield pa.Table.from_batches([batch])
-            return
+        return
+    with storage.open_read(path) as f:
         table = pa_json.read_json(gzip.GzipFile(fileobj=f), read_options=pa_json.ReadOptions(use_threads=False))
     table = table.select(columns) if columns else table
     for start in range(0, table.num_rows, batch_rows):
