@@ -130,9 +130,9 @@ def _rejects(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
         for table in _tables(output, files, ["id", "text", "source", "reason", "duplicate_of", "value", "threshold"]):
             read += table.num_rows
             codes, names = arrow.codes(table.column("reason"))
-            wanted = [np.flatnonzero(codes == c)[:SAMPLES_PER_REASON - len(found.samples.get(name, []))]
-                      for c, name in enumerate(names)]
-            rows = np.sort(np.concatenate([np.zeros(0, np.int64), *wanted]))
+            picks = [np.flatnonzero(codes == c)[:SAMPLES_PER_REASON - len(found.samples.get(name, []))]
+                     for c, name in enumerate(names)]
+            rows = np.sort(np.concatenate([np.zeros(0, np.int64), *picks]))
             for row in table.take(arrow.from_numpy(rows)).to_pylist():  # the text of the rows shown only
                 found.samples.setdefault(row["reason"], []).append(_truncated(row))
             if read >= SCAN_ROWS or all(len(found.samples.get(r, [])) >= SAMPLES_PER_REASON for r in here):
@@ -212,16 +212,16 @@ def _pairs(stats: dict[str, Any], output: Storage, found: Evidence) -> None:
     # the pairs whose kept documents lie in the shards that hold most of all steps' kept documents
     shards = [home.get(k) for rows in candidates.values() for _, _, k in rows]
     hits = {rel: shards.count(rel) for rel in set(shards) if rel is not None}
+    removed: dict[str, list[dict[str, Any]]] = {}
     for stage, rows in candidates.items():
         shard = [home.get(k) for _, _, k in rows]
         order = sorted(range(len(rows)), key=lambda i: (shard[i] is None, -hits.get(shard[i], 0), shard[i] or "", i))
-        chosen = [rows[i] for i in order[:PAIRS_PER_STEP]]
-        found.pairs[stage] = [(None, row) for row in _rows_at(output, [(f, r) for f, r, _ in chosen],
-                                                            ["id", "text", "source", "duplicate_of"])]
-    kept = {row["id"]: row for row in _rows_with_ids(output, home, {r[1]["duplicate_of"] for pairs in
-                                                                    found.pairs.values() for r in pairs})}
-    for stage, pairs in found.pairs.items():
-        found.pairs[stage] = [(kept.get(removed["duplicate_of"]), removed) for _, removed in pairs]
+        removed[stage] = _rows_at(output, [rows[i][:2] for i in order[:PAIRS_PER_STEP]],
+                                  ["id", "text", "source", "duplicate_of"])
+    kept = {row["id"]: row for row in _rows_with_ids(output, home, {r["duplicate_of"] for rows in removed.values()
+                                                                    for r in rows})}
+    for stage, rows in removed.items():
+        found.pairs[stage] = [(kept.get(r["duplicate_of"]), r) for r in rows]
 
 
 def _rows_at(output: Storage, places: list[tuple[str, int]], columns: list[str]) -> list[dict[str, Any]]:
