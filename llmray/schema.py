@@ -39,7 +39,6 @@ def row_bytes(table: pa.Table, column: str = TEXT) -> np.ndarray:
     return arrow.to_numpy(pc.binary_length(table.column(column)), fill=0)
 
 
-
 def per_source(table: pa.Table) -> list[tuple[str, int, int]]:
     """(source, documents, text bytes) of a batch, for every source in it."""
     if table.num_rows == 0:

@@ -23,7 +23,7 @@ from llmray.kernels.minhash import estimate_jaccard
 
 def bucket_edges(rows: np.ndarray) -> np.ndarray:
     """Unique packed star edges of the buckets in ``rows`` (band key, signature hash, document)."""
-    return np.unique(star_edges(np.ascontiguousarray(rows, dtype=np.uint64).reshape(-1, 3)))
+    return np.unique(star_edges(rows))
 
 
 def bucket_partition(shared: Shared, p: int) -> int:

@@ -244,10 +244,10 @@ def _rows_with_ids(output: Storage, home: dict[str, str], ids: set[str]) -> list
     """The data/ rows of these ids, reading only the shards that hold them."""
     import pyarrow.compute as pc
 
-    found = []
+    found, wanted = [], arrow.strings(sorted(ids))
     for rel in sorted({home[i] for i in ids if i in home}):
         for table in _tables(output, [rel], ["id", "text", "source"]):
-            hits = table.filter(pc.is_in(table.column("id"), value_set=arrow.strings(sorted(ids))))
+            hits = table.filter(pc.is_in(table.column("id"), value_set=wanted))
             found += [_truncated(r) for r in hits.to_pylist()]
     return found
 
