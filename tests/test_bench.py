@@ -86,6 +86,10 @@ def test_quick_bench_measures_whole_jobs_first(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert results["mode"] == "quick" and results["machine"]["libraries"]["ray"]
+    for when in ("start", "end"):  # the host's memory speed, which swings by the hour on some VMs
+        touch = results["machine"][f"memory_touch_{when}"]
+        assert touch["fresh_mb_s"] > 0 and touch["warm_mb_s"] > 0
+    assert "untouched memory written at" in (out / "results.md").read_text()
     main = results["corpora"]["synthetic"]
     assert main["docs"] == docs and main["duplicates"]["exact"] > 0
 

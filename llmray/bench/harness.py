@@ -367,7 +367,7 @@ class Harness:
             "schema": SCHEMA_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": ["llmray", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else sys.argv,
-            "mode": self.s.mode, "machine": measure.machine(),
+            "mode": self.s.mode, "machine": {**measure.machine(), "memory_touch_start": measure.memory_touch()},
             "settings": {k: str(v) if isinstance(v, Path) else v
                          for k, v in dataclasses.asdict(self.s).items()},
         }
@@ -388,6 +388,7 @@ class Harness:
         results["accuracy"] = collect_accuracy(results, main["name"])
         results["ratios"] = ratios(results, main["name"])
         results["skipped"] = _unique(self.skipped)
+        results["machine"]["memory_touch_end"] = measure.memory_touch()
         results["total_wall_s"] = round(time.perf_counter() - started, 1)
         self.write(results)
         return results

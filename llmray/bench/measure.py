@@ -10,6 +10,7 @@ crash or a hang in one stage costs that stage only.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import platform
@@ -205,6 +206,25 @@ def machine() -> dict[str, Any]:
     info["libraries"] = {name: _version(name) for name in ("ray", "pyarrow", "numpy", "numba", "torch",
                                                            "datasketch", "llmray")}
     return info
+
+
+def memory_touch(mb: int = 512) -> dict[str, float]:
+    """MB/s of writing memory this process never touched, then of writing it again.
+
+    On virtual machines whose host backs guest memory lazily and takes freed memory back (virtio
+    free-page reporting), the first figure swings by 100x from hour to hour; every buffer and every
+    page of written files pays it, so absolute job figures from different hours are not comparable
+    (ratios measured in one run are). Recorded at the start and end of a benchmark."""
+    size = mb << 20
+    buffer = bytearray(size)  # mapped, not yet touched
+    view = (ctypes.c_char * size).from_buffer(buffer)
+    rates = []
+    for value in (1, 2):
+        started = time.perf_counter()
+        ctypes.memset(ctypes.addressof(view), value, size)
+        rates.append(round(mb / max(time.perf_counter() - started, 1e-9)))
+    del view
+    return {"fresh_mb_s": rates[0], "warm_mb_s": rates[1]}
 
 
 def _cpu_model() -> str:

@@ -48,7 +48,18 @@ def machine_line(results: dict[str, Any]) -> str:
     libs = m.get("libraries", {})
     return (f"{m['cpu_model']}, {m['cores_logical']} logical cores, {m.get('ram_gb', '?')} GiB RAM, "
             f"{m['os']}; Python {m['python']}, Ray {libs.get('ray')}, pyarrow {libs.get('pyarrow')}; "
-            f"load average at start {m.get('load_avg_1m_5m_15m')}")
+            f"load average at start {m.get('load_avg_1m_5m_15m')}{_memory_touch(m)}")
+
+
+def _memory_touch(m: dict[str, Any]) -> str:
+    """Untouched memory written at ... MB/s: on a VM that swings by the hour (see measure.memory_touch)."""
+    start, end = m.get("memory_touch_start"), m.get("memory_touch_end")
+    if not start:
+        return ""
+    line = f"; untouched memory written at {start['fresh_mb_s']:,} MB/s at the start"
+    if end:
+        line += f", {end['fresh_mb_s']:,} at the end"
+    return line + f" (touched again: {start['warm_mb_s']:,} MB/s)"
 
 
 def corpus_line(c: dict[str, Any]) -> str:
