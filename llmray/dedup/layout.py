@@ -83,9 +83,13 @@ class Shared:
         stage = f"side.{suffix}"
         if stage in self.combined:  # combined with global document numbers already
             return exchange.gather(self.work, self.senders(stage, 0), lo, hi, shape=(3,))
-        blocks = exchange.gather_each(self.work, [f"{side}.{suffix}" for side in self.sides], lo, hi, shape=(3,))
-        blocks = [self._globalized(unit, rows) for unit, rows in enumerate(blocks) if len(rows)]
-        return np.concatenate(blocks) if blocks else np.empty((0, 3), np.uint64)
+        rows, counts = exchange.gather_counted(self.work, [f"{side}.{suffix}" for side in self.sides], lo, hi,
+                                               shape=(3,))
+        at = 0
+        for unit, count in enumerate(counts.tolist()):
+            self._globalized(unit, rows[at:at + count])
+            at += count
+        return rows
 
     def combine(self, stage: str, count: int, group: int) -> int:
         """Task: senders ``group * combine_group ...`` of ``stage`` (of ``count``) as one object

@@ -16,6 +16,7 @@ import posixpath
 import shutil
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -107,17 +108,20 @@ class Storage:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def put(self, rel: str, data: bytes) -> None:
-        """Write a whole object at once: readers see the old one or the new one, never a part."""
+    def put(self, rel: str, data: bytes | Sequence[bytes | memoryview]) -> None:
+        """Write a whole object at once: readers see the old one or the new one, never a part.
+        ``data`` may come in pieces (an exchange object's header and parts), written one after the
+        other without joining them first."""
         path = self._path(rel)
+        pieces = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
         if self.local:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
             with open(tmp, "wb") as f:
-                f.write(data)
+                f.writelines(pieces)
             os.replace(tmp, path)
         else:
-            self.fs.pipe_file(path, data)
+            self.fs.pipe_file(path, pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
     def put_json(self, rel: str, payload: Any) -> None:
         self.put(rel, json.dumps(payload, default=str).encode())
