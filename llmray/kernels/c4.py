@@ -27,8 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
+from llmray.kernels.jit import njit
 from llmray.kernels.text import (
     ASCII_WORD,
     PUNCT,

@@ -24,10 +24,10 @@ import unicodedata
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit
 
 from llmray.kernels import arrow
 from llmray.kernels.cache import cached_arrays, source_version
+from llmray.kernels.jit import njit
 from llmray.kernels.text import SPACE, char_table, column_chunks, decode_char, strict_char, string_buffers
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
+from llmray.kernels.jit import njit
 from llmray.kernels.partition import grouped
 
 

@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
 from llmray.errors import UserError
 from llmray.kernels.cache import cached_arrays
+from llmray.kernels.jit import njit
 from llmray.kernels.text import column_chunks, string_buffers
 
 #: Code points of each document that decide its language (fastText reads one line; more adds little).

@@ -51,9 +51,9 @@ import functools
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
 from llmray.kernels.hashing import FNV_OFFSET, FNV_PRIME, GOLDEN, fmix64, rotl64
+from llmray.kernels.jit import njit
 from llmray.kernels.text import PUNCT, SPACE, char_class, char_table, decode_char, string_buffers
 
 #: Default length of the CJK character n-grams of ``shingle: auto``: on the Chinese near-dup set of

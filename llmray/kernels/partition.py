@@ -4,7 +4,8 @@ part numbers instead of a comparison sort."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from llmray.kernels.jit import njit
 
 
 @njit(cache=True, nogil=True)

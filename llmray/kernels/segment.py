@@ -38,11 +38,11 @@ import unicodedata
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from llmray.errors import UserError
 from llmray.kernels.cache import cached_arrays, source_version
 from llmray.kernels.hashing import GOLDEN, fmix64
+from llmray.kernels.jit import njit
 from llmray.kernels.utf8 import decode_char
 
 SPACES, JIEBA, CHARACTERS = 0, 1, 2

@@ -38,11 +38,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
 from llmray.kernels import segment
 from llmray.kernels.cache import cached_arrays, source_version
 from llmray.kernels.hashing import _MIX1, _MIX2, GOLDEN, fmix64
+from llmray.kernels.jit import njit
 from llmray.kernels.segment import segment_tokens, segmenter
 from llmray.kernels.utf8 import decode_char
 

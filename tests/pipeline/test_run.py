@@ -141,7 +141,7 @@ def test_rerunning_a_finished_job_changes_nothing(ray_session, corpus, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()} == shards
 
 
-NO_PANDAS = """
+NO_HEAVY_IMPORTS = """
 import json, sys
 import ray
 from llmray.config import load_job
@@ -153,27 +153,31 @@ for name in ("dedup", "clean", "pipeline"):
     spec.output = dataclasses.replace(spec.output, path=f"{out}/{name}")
     run_job(spec, RunOptions(num_cpus=2, overwrite=True, progress=False))
 
+def heavy():
+    return "pandas" in sys.modules or "scipy.linalg" in sys.modules
+
 @ray.remote(num_cpus=1)
 def probe():
-    import os, sys, time
+    import os, time
     time.sleep(0.2)
-    return os.getpid(), "llmray.pipeline.segment" in sys.modules, "pandas" in sys.modules
+    return os.getpid(), "llmray.pipeline.segment" in sys.modules, heavy()
 
-workers = dict((pid, (ran, pandas)) for pid, ran, pandas in ray.get([probe.remote() for _ in range(6)]))
-print(json.dumps({"driver": "pandas" in sys.modules, "workers": list(workers.values())}))
+workers = dict((pid, (ran, heavy)) for pid, ran, heavy in ray.get([probe.remote() for _ in range(6)]))
+print(json.dumps({"driver": heavy(), "workers": list(workers.values())}))
 """
 
 
-def test_the_shipped_jobs_never_import_pandas(tmp_path):
+def test_the_shipped_jobs_never_import_pandas_or_scipy(tmp_path):
     """pyarrow imports pandas the first time a process converts a Python or numpy value (0.25 s in
     every worker of every run): the data path, the global steps and the report go through
-    llmray.kernels.arrow instead. Run in a Ray of its own, whose workers run nothing else."""
+    llmray.kernels.arrow instead. numba imports scipy.linalg on its first kernel (0.15 s) unless
+    llmray.kernels.jit set it up. Run in a Ray of its own, whose workers run nothing else."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", NO_PANDAS, str(tmp_path)], cwd=root, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS, str(tmp_path)], cwd=root, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
