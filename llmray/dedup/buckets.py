@@ -49,28 +49,44 @@ def _group_signatures(shared: Shared, g: int) -> tuple[int, np.ndarray]:
 
 
 def gather_signatures(shared: Shared, g: int) -> int:
-    """Verify task 1, per group: attach the larger document's signature to each of its edges and
-    send (edge, signature) rows to the group of the smaller document."""
+    """Verify task 1, per group: check the edges whose two documents are both in this group (their
+    signatures are at hand), and send the others as (edge, larger document's signature) rows to the
+    group of the smaller document. With one group (a corpus whose signatures fit one task) nothing
+    is sent."""
     groups = shared.options["verify_starts"]
     edges = np.unique(shared.gather("buckets", shared.parts, g))
     first, sig = _group_signatures(shared, g)
     larger, smaller = shuffle.unpack(edges)
-    rows = np.concatenate([edges.view(np.uint32).reshape(-1, 2), sig[larger - first]], axis=1)
     part = np.searchsorted(groups, smaller, side="right") - 1
-    shared.write("gather", g, exchange.split(rows, part, len(groups)))
+    here = part == g
+    similar = _similar(shared, sig, larger[here] - first, sig, smaller[here] - first)
+    shared.write("kept_here", g, [edges[here][similar]])
+    away = ~here
+    rows = np.concatenate([edges[away].view(np.uint32).reshape(-1, 2), sig[larger[away] - first]], axis=1)
+    shared.write("gather", g, exchange.split(rows, part[away], len(groups)))
     return len(edges)
 
 
 def check_edges(shared: Shared, g: int) -> int:
-    """Verify task 2, per group: keep the edges whose estimated Jaccard reaches the threshold, sent
-    to the components' partition of their larger document."""
+    """Verify task 2, per group: keep the edges sent here whose estimated Jaccard reaches the
+    threshold; with those kept by task 1, send them to the components' partition of their larger
+    document."""
     groups = shared.options["verify_starts"]
     num_perm = shared.options["num_perm"]
+    kept = [exchange.gather(shared.work, [shared.path("kept_here", f"{g:05d}")], 0)]
     rows = shared.gather("gather", len(groups), g, dtype=np.uint32, shape=(2 + num_perm,))
-    first, sig = _group_signatures(shared, g)
-    edges = np.ascontiguousarray(rows[:, :2]).view(np.uint64).ravel()
-    _, smaller = shuffle.unpack(edges)
-    kept = edges[estimate_jaccard(rows[:, 2:], sig[smaller - first]) >= shared.options["threshold"]]
-    larger, _ = shuffle.unpack(kept)
-    shared.write("checked", g, exchange.split(kept, larger % shared.parts, shared.parts))
-    return len(kept)
+    if len(rows):
+        first, sig = _group_signatures(shared, g)
+        edges = np.ascontiguousarray(rows[:, :2]).view(np.uint64).ravel()
+        _, smaller = shuffle.unpack(edges)
+        kept.append(edges[_similar(shared, rows[:, 2:], None, sig, smaller - first)])
+    checked = np.concatenate(kept)
+    larger, _ = shuffle.unpack(checked)
+    shared.write("checked", g, exchange.split(checked, larger % shared.parts, shared.parts))
+    return len(checked)
+
+
+def _similar(shared: Shared, a: np.ndarray, rows_a: np.ndarray | None, b: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
+    """Whether each pair of signatures (``a[rows_a[k]]``, ``b[rows_b[k]]``) estimates a Jaccard at or
+    above the step's threshold."""
+    return estimate_jaccard(a, b, rows_a, rows_b) >= shared.options["threshold"]

@@ -5,6 +5,7 @@ Files, all under the step's scratch directory ``step`` of the work storage:
 
     buckets/<p>       candidate edges of partition p, cut by the components' partition
     gather/<g>, checked/<g>     the verify stages (edges with signatures; edges kept)
+    kept_here/<g>     edges kept by group g's first verify task (both documents in g)
     stars/<round>/<p> distributed connected components, one round each
     components/<p>    (document, root) rows, cut by unit
     rank/<g>          grouped documents of unit group g with id (and the keep rule's value), cut by root

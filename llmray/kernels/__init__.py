@@ -63,6 +63,9 @@ def compile_all(force: bool = False) -> float:
         for chars in (False, True):
             sig, _ = minhash.signatures(column, 16, 3, chars, 1)
             minhash.band_keys(sig, 4, 4, 1)
+            rows = np.concatenate([sig[:, :2], sig], axis=1)  # as verify receives them: after 2 columns
+            minhash.estimate_jaccard(rows[:, 2:], sig, None, np.arange(len(sig)))
+            minhash.estimate_jaccard(sig, sig, np.arange(len(sig)), np.arange(len(sig)))
         for normalize in (False, True):
             minhash.text_hashes(column, normalize)
     graph.union_find_min(3, np.array([0, 1]), np.array([1, 2]))

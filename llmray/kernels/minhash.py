@@ -430,6 +430,27 @@ def text_hashes(texts: pa.Array | pa.ChunkedArray, normalize: bool = False) -> n
     return _text_hashes(offsets, data, char_table(), _ascii_map(), normalize)
 
 
-def estimate_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Jaccard similarity estimated from signatures (row-wise): the fraction of equal slots."""
-    return (np.asarray(a) == np.asarray(b)).mean(axis=-1)
+@njit(cache=True, nogil=True)
+def _estimate_jaccard(a, rows_a, b, rows_b, out):
+    n = a.shape[1]
+    for k in range(rows_a.shape[0]):
+        x, y = a[rows_a[k]], b[rows_b[k]]
+        equal = 0
+        for j in range(n):
+            equal += x[j] == y[j]
+        out[k] = equal / n
+
+
+def estimate_jaccard(a: np.ndarray, b: np.ndarray, rows_a: np.ndarray | None = None,
+                     rows_b: np.ndarray | None = None) -> np.ndarray:
+    """Jaccard similarity estimated from signatures: the fraction of equal slots of ``a[rows_a[k]]``
+    and ``b[rows_b[k]]`` (row k of each where rows are not given), read in place, without copying
+    the pairs' signatures out first. Two single signatures give one number."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 1:
+        return (a == b).mean()
+    rows_a = np.arange(len(a)) if rows_a is None else rows_a
+    rows_b = np.arange(len(b)) if rows_b is None else rows_b
+    out = np.empty(len(rows_a), np.float64)
+    _estimate_jaccard(a, np.asarray(rows_a, np.int64), b, np.asarray(rows_b, np.int64), out)
+    return out

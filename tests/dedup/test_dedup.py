@@ -192,6 +192,10 @@ def test_kept_ids_do_not_depend_on_layout(ray_session, corpus, tmp_path, monkeyp
     assert base["global_steps"]["minhash_dedup"]["combined_exchanges"] == 0
     assert base["global_steps"]["minhash_dedup"]["components_mode"] == "local"
     assert one["global_steps"]["minhash_dedup"]["partitions"] == 1
+    if verify:  # checked where both signatures were at hand or after the exchange: the same pairs
+        pairs = [run["global_steps"]["minhash_dedup"] for run in (base, many, one)]
+        assert len({(p["candidate_pairs"], p["verified_pairs"]) for p in pairs}) == 1, pairs
+        assert 0 < pairs[0]["verified_pairs"] <= pairs[0]["candidate_pairs"]
     recut = make_corpus(tmp_path / "recut", files=5, row_group=7)  # the same rows, cut otherwise
     dedup(recut, tmp_path / "d", [step])
     assert kept_ids(tmp_path / "d") == kept_ids(tmp_path / "a")
