@@ -192,21 +192,25 @@ class FilterStep(Step):
     def codes(self, table: pa.Table) -> np.ndarray:
         return self.verdict(table).codes
 
+    def decide(self, table: pa.Table) -> tuple[pa.Table, Verdict]:
+        """The verdict on every row, and the table it splits: ``table``, or ``table`` with the
+        columns the step computed on the way (language and classify add theirs)."""
+        return table, self.verdict(table)
+
+    def dropped_rows(self, table: pa.Table, verdict: Verdict, drop: np.ndarray) -> pa.Table:
+        """The rows ``drop`` selects, with the ``value`` and ``threshold`` that decided (and what else
+        a step says about its drops: dedup names the document kept in their place)."""
+        return with_measures(table.filter(arrow.from_numpy(drop)), *verdict.measured(drop))
+
     def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
         """Apply the decision: (kept rows, dropped rows with the ``value`` and ``threshold`` that
         decided, reason code of each dropped row)."""
-        return self.split_by(table, self.verdict(table))
-
-    def split_by(self, table: pa.Table, verdict: Verdict) -> tuple[pa.Table, pa.Table, np.ndarray]:
-        """``split`` with a verdict already reached on ``table``'s rows (by a step that also adds
-        columns from what it computed, as language and classify do)."""
+        table, verdict = self.decide(table)
         codes = verdict.codes
         keep = codes == KEEP
         if keep.all():
             return table, table.slice(0, 0), codes[:0]
-        mask = arrow.from_numpy(keep)
-        dropped = with_measures(table.filter(pc.invert(mask)), *verdict.measured(~keep))
-        return table.filter(mask), dropped, codes[~keep]
+        return table.filter(arrow.from_numpy(keep)), self.dropped_rows(table, verdict, ~keep), codes[~keep]
 
     def transform(self, table: pa.Table) -> pa.Table:
         if not self.annotate:

@@ -199,12 +199,12 @@ class Classify(FilterStep):
         best, probs = self.predict(table)
         return self._verdict(best, probs)
 
-    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
-        """The runner's call: (kept rows, dropped rows, reason codes), every row with the label and
-        score columns; dropped rows also with ``value`` and ``threshold`` (the score and min_score of
-        a ``below_min_score`` drop, null for a ``label`` drop)."""
+    def decide(self, table: pa.Table) -> tuple[pa.Table, Verdict]:
+        """The runner's call: every row with the label and score columns, and the verdict (its
+        ``value`` and ``threshold``: the score and min_score of a ``below_min_score`` drop, null for a
+        ``label`` drop)."""
         best, probs = self.predict(table)
-        return self.split_by(self._columns(table, best, probs, None), self._verdict(best, probs))
+        return self._columns(table, best, probs, None), self._verdict(best, probs)
 
     def transform(self, table: pa.Table) -> pa.Table:
         """Ray Data batch function: rows already rejected by an earlier step (a ``reason``) are not

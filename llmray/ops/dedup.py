@@ -24,7 +24,7 @@ from llmray.dedup.signatures import SignatureSidecar, SketchSpec, lsh_params
 from llmray.dedup.workflow import Layout, decide_exact, decide_minhash
 from llmray.io import exchange
 from llmray.kernels import arrow, minhash
-from llmray.ops.base import KEEP, FilterStep, GlobalStep, register
+from llmray.ops.base import KEEP, FilterStep, GlobalStep, Verdict, register
 from llmray.schema import DUPLICATE_OF, ROW
 
 #: Shingle length when ``ngram`` is not given: words, characters; for ``auto`` the words (its CJK
@@ -57,12 +57,10 @@ class DropDuplicates(FilterStep):
         drop = arrow.to_numpy(pc.is_in(table.column(ROW), value_set=self._rows.column("row")))
         return np.where(drop, 0, KEEP).astype(np.int16)
 
-    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
-        kept, dropped, codes = super().split(table)
-        if dropped.num_rows:
-            at = pc.index_in(dropped.column(ROW), value_set=self._rows.column("row"))
-            dropped = dropped.append_column(DUPLICATE_OF, self._rows.column(DUPLICATE_OF).take(at))
-        return kept, dropped, codes
+    def dropped_rows(self, table: pa.Table, verdict: Verdict, drop: np.ndarray) -> pa.Table:
+        dropped = super().dropped_rows(table, verdict, drop)
+        at = pc.index_in(dropped.column(ROW), value_set=self._rows.column("row"))
+        return dropped.append_column(DUPLICATE_OF, self._rows.column(DUPLICATE_OF).take(at))
 
 
 @dataclasses.dataclass

@@ -137,8 +137,7 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
         else:
             size = text_bytes(table)
             st.add_stage(counts, "intermediate_io", table.num_rows, table.num_rows, size, size, read_s)
-        for step, stage in zip(steps, plan.stage_names, strict=True):
-            table = _apply(step, stage, table, counts, rejects)
+        table = _apply_all(steps, plan.stage_names, table, counts, rejects)
         if ROW in table.column_names:
             table = table.drop_columns([ROW])
         started = time.perf_counter()
@@ -275,16 +274,58 @@ class _Rejects:
         return [shard for writer in self.writers.values() for shard in writer.close()]
 
 
+#: A run of filters takes the kept rows once, at its end, or sooner once this share of the batch's
+#: rows is dropped: the filters after that would judge too many rows that are already gone.
+MAX_PENDING_DROPS = 0.05
+
+
+def _apply_all(steps: list[Step], stages: list[str], table: pa.Table, counts: dict,
+               rejects: _Rejects | None) -> pa.Table:
+    """Each step on the batch in turn. Consecutive filters share one copy of it: each marks the
+    rows it drops, and the kept rows are taken after the last of them."""
+    gone = None
+    for k, (step, stage) in enumerate(zip(steps, stages, strict=True)):
+        if isinstance(step, FilterStep):
+            take = k + 1 == len(steps) or not isinstance(steps[k + 1], FilterStep)
+            table, gone = _filter(step, stage, table, gone, take, counts, rejects)
+        else:
+            table = _apply(step, stage, table, counts, rejects)
+    return table
+
+
+def _filter(step: FilterStep, stage: str, table: pa.Table, gone: np.ndarray | None, take: bool, counts: dict,
+            rejects: _Rejects | None) -> tuple[pa.Table, np.ndarray | None]:
+    """One filter on the rows not yet ``gone``: (the batch, the rows gone so far), or (the kept rows,
+    None) where the run's kept rows are taken."""
+    started = time.perf_counter()
+    sizes = row_bytes(table)
+    alive = None if gone is None else ~gone
+    n_in = table.num_rows if alive is None else int(alive.sum())
+    size_in = int(sizes.sum() if alive is None else sizes[alive].sum())
+    n_out, size_out = n_in, size_in
+    if n_in:
+        table, verdict = step.decide(table)
+        drop = verdict.codes != KEEP
+        if alive is not None:
+            drop &= alive
+        if drop.any():
+            _drop(step, stage, step.dropped_rows(table, verdict, drop), verdict.codes[drop], counts, rejects)
+            gone = drop if gone is None else gone | drop
+            n_out, size_out = n_out - int(drop.sum()), size_out - int(sizes[drop].sum())
+    if gone is not None and (take or gone.mean() > MAX_PENDING_DROPS):
+        table, gone = table.filter(arrow.from_numpy(~gone)), None
+    st.add_stage(counts, stage, n_in, n_out, size_in, size_out, time.perf_counter() - started)
+    return table, gone
+
+
 def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: _Rejects | None) -> pa.Table:
     started = time.perf_counter()
     size_in = text_bytes(table)
     n_in = table.num_rows
-    if n_in == 0:
-        out = table
-    elif isinstance(step, FilterStep):
-        out, dropped, codes = step.split(table)
-        _drop(step, stage, dropped, codes, counts, rejects)
-    elif isinstance(step, MapStep):
+    if not isinstance(step, MapStep):
+        raise TypeError(f"{step.name}: {type(step).__name__} cannot run inside a segment")
+    out = table
+    if n_in:
         out, codes = step.map_rows(table)
         if codes is not None:
             keep = arrow.from_numpy(codes == KEEP)
@@ -293,8 +334,6 @@ def _apply(step: Step, stage: str, table: pa.Table, counts: dict, rejects: _Reje
         for key, value in step.counters().items():
             bucket = counts["counters"].setdefault(stage, {})
             bucket[key] = bucket.get(key, 0) + value
-    else:
-        raise TypeError(f"{step.name}: {type(step).__name__} cannot run inside a segment")
     st.add_stage(counts, stage, n_in, out.num_rows, size_in, text_bytes(out), time.perf_counter() - started)
     return out
 

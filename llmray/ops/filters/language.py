@@ -57,14 +57,14 @@ class Language(FilterStep):
     def evaluate(self, table: pa.Table) -> np.ndarray:
         return self._decide(table)[0]
 
-    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table, np.ndarray]:
+    def decide(self, table: pa.Table) -> tuple[pa.Table, Verdict]:
         codes, langs, scores = self._decide(table)
         if self.record:
             table = _set(_set(table, LANGUAGE, arrow.strings(langs)),
                          LANGUAGE_SCORE, arrow.from_numpy(scores.astype(np.float32)))
         # What decided: the score of the language found, against min_score where that was the rule.
         limit = np.where(codes == 1, self.min_score, np.nan)
-        return self.split_by(table, Verdict(codes, scores.astype(np.float64), limit))
+        return table, Verdict(codes, scores.astype(np.float64), limit)
 
 
 def _set(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
