@@ -48,7 +48,7 @@ MUTATIONS = [
              "if mode == AUTO and m == 0:", "if mode == AUTO:",
              ("tests/kernels/test_dedup_kernels.py",)),
     Mutation("a bucket's center is its largest signature hash", "llmray/kernels/graph.py",
-             "if sig_hash[i] < best_sig[j] or", "if sig_hash[i] > best_sig[j] or",
+             "if sig < best_sig[j] or", "if sig > best_sig[j] or",
              ("tests/kernels/test_dedup_kernels.py",)),
     Mutation("accounting blind to lost documents", "llmray/pipeline/stats.py",
              'if counts["docs_in"] != accounted:', 'if counts["docs_in"] < accounted:',
