@@ -66,7 +66,7 @@ MUTATIONS = [
              '[(_VALUE, "descending")]', '[(_VALUE, "ascending")]',
              ("tests/dedup/test_dedup.py::test_keep_rule_max_column",)),
     Mutation("verify keeps pairs below the threshold", "llmray/dedup/buckets.py",
-             '>= shared.options["threshold"]]', '>= shared.options["threshold"] - 0.3]',
+             '>= shared.options["threshold"]', '>= shared.options["threshold"] - 0.3',
              ("tests/dedup/test_dedup.py::test_pairs_below_the_threshold_stay_apart_though_lsh_pairs_many",)),
     Mutation("a rule's minimum is inclusive", "llmray/ops/filters/_rules.py",
              "Rule(values < limit, values, limit)", "Rule(values <= limit, values, limit)",
