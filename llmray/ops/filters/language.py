@@ -46,7 +46,7 @@ class Language(FilterStep):
         self.setup()
         return langid.predict(table.column(TEXT), self._model)
 
-    def _decide(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _codes_and_predictions(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         langs, scores = self.predict(table)
         allowed = np.isin(langs, self.languages)
         codes = np.full(table.num_rows, KEEP, dtype=np.int16)
@@ -55,10 +55,10 @@ class Language(FilterStep):
         return codes, langs, scores
 
     def evaluate(self, table: pa.Table) -> np.ndarray:
-        return self._decide(table)[0]
+        return self._codes_and_predictions(table)[0]
 
     def decide(self, table: pa.Table) -> tuple[pa.Table, Verdict]:
-        codes, langs, scores = self._decide(table)
+        codes, langs, scores = self._codes_and_predictions(table)
         if self.record:
             table = _set(_set(table, LANGUAGE, arrow.strings(langs)),
                          LANGUAGE_SCORE, arrow.from_numpy(scores.astype(np.float32)))
