@@ -12,7 +12,8 @@ over the column's UTF-8 buffer:
 * a token is a run of bytes other than blank, \\n \\r \\t \\v \\f \\0 (fastText's separators);
 * it is looked up in a replica of fastText's open-addressing word table (FNV-1a, bytes sign-extended);
 * a vocabulary word adds the rows of its precomputed subwords, any other word the rows of the char
-  2..4-grams of ``<word>`` that the model's prune index kept (hash % bucket, incremental FNV);
+  2..4-grams of ``<word>`` that the model's prune index kept (hash % bucket, incremental FNV),
+  found once per distinct word in a call and then reused (a quarter of the kernel's time);
 * rows are added in fastText's order in float32, then the search picks the best leaf as fastText does.
 
 Labels and scores equal fastText's bit for bit (``tests/kernels/test_langid.py`` compares them), so
@@ -250,6 +251,17 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
     stack_score = np.empty(2 * nlab, np.float32)
     w2i_size = word2int.shape[0]
     log_floor = np.float32(math.log(1e-5))  # std_log(threshold = 0)
+    # Out-of-vocabulary tokens repeat (Zipf): their n-gram rows, found once, are kept per call in
+    # an open-addressing table keyed by the token's FNV hash, so hashing and the 8 MB bucket table
+    # (cache misses) are paid once per distinct token. Same rows in the same order: same floats.
+    cache_mask = (1 << 16) - 1
+    cache_slot = np.full(cache_mask + 1, -1, np.int32)
+    max_entries = (cache_mask + 1) // 2  # at most half full
+    entry_tok = np.zeros(max_entries + 1, np.int64)
+    entry_rows = np.zeros(max_entries + 1, np.int64)
+    tok_bytes = np.empty(1 << 20, np.uint8)
+    row_list = np.empty(1 << 21, np.int32)
+    entries = used_tok = used_rows = 0
     for d in range(offsets.shape[0] - 1):
         start = offsets[d]
         end = offsets[d + 1]
@@ -306,7 +318,33 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
                     and data[a + 4] == 98 and data[a + 5] == 101 and data[a + 6] == 108 and data[a + 7] == 95 \
                     and data[a + 8] == 95:
                 continue  # "__label__..." out of vocabulary: a label, ignored
+            # A token seen before in this call adds the rows it added then, in the same order.
+            slot = h & cache_mask
+            hit = -1
+            while True:
+                e = cache_slot[slot]
+                if e == -1:
+                    break
+                ta = entry_tok[e]
+                if entry_tok[e + 1] - ta == n:
+                    same = True
+                    for k in range(n):
+                        if tok_bytes[ta + k] != data[a + k]:
+                            same = False
+                            break
+                    if same:
+                        hit = e
+                        break
+                slot = (slot + 1) & cache_mask
+            if hit >= 0:
+                for s in range(entry_rows[hit], entry_rows[hit + 1]):
+                    _add_row(hidden, rows, row_list[s])
+                count += entry_rows[hit + 1] - entry_rows[hit]
+                continue
             # computeSubwords("<" + token + ">"): every 2..4 code-point n-gram.
+            remember = (entries < max_entries and used_tok + n <= tok_bytes.shape[0]
+                        and used_rows + 3 * (n + 2) <= row_list.shape[0])
+            first_row = used_rows
             wrapped[0] = 60
             for k in range(n):
                 wrapped[k + 1] = data[a + k]
@@ -330,6 +368,18 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
                         if r >= 0:
                             _add_row(hidden, rows, r)
                             count += 1
+                            if remember:
+                                row_list[used_rows] = r
+                                used_rows += 1
+            if remember:
+                for k in range(n):
+                    tok_bytes[used_tok + k] = data[a + k]
+                used_tok += n
+                entry_tok[entries + 1] = used_tok
+                entry_rows[entries + 1] = used_rows
+                entry_rows[entries] = first_row
+                cache_slot[slot] = entries
+                entries += 1
         # The line's end: "</s>".
         for s in range(sub_offs[eos], sub_offs[eos + 1]):
             _add_row(hidden, rows, sub_rows[s])

@@ -54,6 +54,17 @@ def test_random_texts_of_many_scripts():
     same(pa.array(texts))
 
 
+def test_the_token_cache_fills_up_and_stays_exact():
+    """Out-of-vocabulary tokens reuse the rows found the first time; past the cache's capacity
+    (32,768 tokens, 1 MB of token bytes) the rest are worked out afresh: same answers throughout."""
+    rng = random.Random(2)
+    letters = "abcdefghijklmnopqrstuvwxyzäöü"
+    words = ["".join(rng.choice(letters) for _ in range(rng.randint(3, 12))) for _ in range(40_000)]
+    many = [" ".join(words[i:i + 200] + words[i:i + 200]) for i in range(0, len(words), 200)]
+    long_tokens = ["".join(rng.choice(letters) for _ in range(2500)) for _ in range(600)]
+    same(pa.array(many + long_tokens + many[:20]))
+
+
 def test_slices_chunks_nulls_and_large_strings():
     col = pa.array(["The quick brown fox jumps over the lazy dog.", "Der schnelle braune Fuchs.", None, "今天天气很好"])
     same(col)
