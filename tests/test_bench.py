@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from llmray.bench import accuracy, corpus
+from llmray.bench import accuracy, corpus, measure, table
 
 
 def test_generator_injects_duplicates_with_exact_ground_truth():
@@ -68,6 +68,19 @@ def test_scores_follow_the_research_definitions():
 def bench(*args: str, cwd=None, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "llmray.cli", "bench", *args], capture_output=True,
                           text=True, timeout=timeout, cwd=cwd)
+
+
+def test_core_parallelism_times_each_process_and_reads_as_the_efficiency_ceiling():
+    """Two processes of the same pure compute against one alone: a figure near or below 1, and a
+    line in the machine description that says what it bounds."""
+    probe = measure.core_parallelism(2, n=300_000)
+    assert probe["cores"] == 2 and probe["alone_s"] > 0 and probe["together_s"] > 0
+    assert 0.2 < probe["efficiency"] < 2
+    assert probe["efficiency"] == pytest.approx(probe["alone_s"] / probe["together_s"], abs=0.01)
+    machine = {"cpu_model": "x", "cores_logical": 2, "os": "Linux", "python": "3.11", "libraries": {},
+               "core_parallelism_start": probe, "core_parallelism_end": {**probe, "efficiency": 0.5}}
+    line = table.machine_line({"machine": machine})
+    assert f"each ran at {probe['efficiency']:.2f} of one alone's speed at the start, 0.50 at the end" in line
 
 
 def test_unknown_stage_is_refused_before_any_work(tmp_path):

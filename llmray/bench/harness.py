@@ -361,13 +361,20 @@ class Harness:
 
     # --- all of it ----------------------------------------------------------------------------------
 
+    def machine_state(self, when: str) -> dict[str, Any]:
+        """What swings on a shared host and bounds the figures: memory speed and how well the cores
+        run side by side (at the largest local CPU count measured)."""
+        cores = max(self.s.cpus)
+        return {f"memory_touch_{when}": measure.memory_touch(),
+                **({f"core_parallelism_{when}": measure.core_parallelism(cores)} if cores > 1 else {})}
+
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         results: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": ["llmray", "bench", *sys.argv[2:]] if sys.argv[1:2] == ["bench"] else sys.argv,
-            "mode": self.s.mode, "machine": {**measure.machine(), "memory_touch_start": measure.memory_touch()},
+            "mode": self.s.mode, "machine": {**measure.machine(), **self.machine_state("start")},
             "settings": {k: str(v) if isinstance(v, Path) else v
                          for k, v in dataclasses.asdict(self.s).items()},
         }
@@ -388,7 +395,7 @@ class Harness:
         results["accuracy"] = collect_accuracy(results, main["name"])
         results["ratios"] = ratios(results, main["name"])
         results["skipped"] = _unique(self.skipped)
-        results["machine"]["memory_touch_end"] = measure.memory_touch()
+        results["machine"].update(self.machine_state("end"))
         results["total_wall_s"] = round(time.perf_counter() - started, 1)
         self.write(results)
         return results

@@ -227,6 +227,29 @@ def memory_touch(mb: int = 512) -> dict[str, float]:
     return {"fresh_mb_s": rates[0], "warm_mb_s": rates[1]}
 
 
+#: A fixed amount of pure interpreter work, timed inside each child (its start-up apart).
+_SPIN = ("import time; t = time.perf_counter(); s = 0\n"
+         "for i in range({n}): s += i\n"
+         "print(time.perf_counter() - t)")
+
+
+def core_parallelism(cores: int, n: int = 8_000_000) -> dict[str, float]:
+    """How fast ``cores`` processes of identical pure compute each run, against one alone.
+
+    Where virtual cores share physical ones, or the host is busy, this is below 1 and it caps the
+    parallel efficiency any job can reach on the machine (on this project's 2-core VM it measured
+    0.68-0.77); a job's 1-to-N CPU efficiency is best read against it."""
+    def spin(k: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", _SPIN.format(n=n)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(k)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    alone = spin(1)
+    together = spin(max(1, cores))
+    return {"cores": cores, "alone_s": round(alone, 3), "together_s": round(together, 3),
+            "efficiency": round(alone / together, 3)}
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

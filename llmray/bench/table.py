@@ -48,7 +48,7 @@ def machine_line(results: dict[str, Any]) -> str:
     libs = m.get("libraries", {})
     return (f"{m['cpu_model']}, {m['cores_logical']} logical cores, {m.get('ram_gb', '?')} GiB RAM, "
             f"{m['os']}; Python {m['python']}, Ray {libs.get('ray')}, pyarrow {libs.get('pyarrow')}; "
-            f"load average at start {m.get('load_avg_1m_5m_15m')}{_memory_touch(m)}")
+            f"load average at start {m.get('load_avg_1m_5m_15m')}{_memory_touch(m)}{_core_parallelism(m)}")
 
 
 def _memory_touch(m: dict[str, Any]) -> str:
@@ -60,6 +60,18 @@ def _memory_touch(m: dict[str, Any]) -> str:
     if end:
         line += f", {end['fresh_mb_s']:,} at the end"
     return line + f" (touched again: {start['warm_mb_s']:,} MB/s)"
+
+
+def _core_parallelism(m: dict[str, Any]) -> str:
+    """N processes of identical pure compute against one alone: the ceiling of any job's efficiency."""
+    start, end = m.get("core_parallelism_start"), m.get("core_parallelism_end")
+    if not start:
+        return ""
+    line = (f"; {start['cores']} processes of pure compute side by side each ran at {start['efficiency']:.2f} of "
+            f"one alone's speed at the start")
+    if end:
+        line += f", {end['efficiency']:.2f} at the end"
+    return line + " (the ceiling of a job's parallel efficiency here)"
 
 
 def corpus_line(c: dict[str, Any]) -> str:
