@@ -331,8 +331,8 @@ def _read_jsonl(raw: Any, piece: Piece, spec: InputSpec, out: BatchBuilder) -> I
     stream = raw if isinstance(raw, io.BufferedIOBase) else io.BufferedReader(raw, 64 << 10)
     lines = _LineNumbers(stream, _seek_line(stream, piece.start))
     id_types = [pa.string(), pa.int64()]  # the one that parsed the last block is tried first
-    for block, first in _line_blocks(stream, piece, limit, spec.id_field, out, lines):
-        table = None if spec.keep_fields else _arrow_block(block, first, limit, spec, out, lines, id_types)
+    for block, ends, first in _line_blocks(stream, piece, limit, spec.id_field, out, lines):
+        table = None if spec.keep_fields else _arrow_block(block, ends, first, limit, spec, out, lines, id_types)
         if table is not None:
             yield from out.emit(table)
             continue
@@ -354,9 +354,10 @@ _BOM = b"\xef\xbb\xbf"
 
 
 def _line_blocks(stream: Any, piece: Piece, limit: int, id_field: str, out: BatchBuilder,
-                 lines: _LineNumbers) -> Iterator[tuple[bytes, int]]:
-    """(block, piece-local number of its first line): the piece's lines (those that start before
-    its end) in blocks of about JSONL_BLOCK bytes. A line longer than ``limit`` that has not ended
+                 lines: _LineNumbers) -> Iterator[tuple[bytes, np.ndarray, int]]:
+    """(block, offsets of its newlines, piece-local number of its first line): the piece's lines
+    (those that start before its end) in blocks of about JSONL_BLOCK bytes, each scanned for its
+    newlines once (they number its lines and cut it into records). A line longer than ``limit`` that has not ended
     within ``limit`` bytes is dropped as too large without being held; a read that fails (a
     truncated or corrupt file) quarantines the rest after passing on every whole line before it."""
     pos = start = lines.start
@@ -381,8 +382,9 @@ def _line_blocks(stream: Any, piece: Piece, limit: int, id_field: str, out: Batc
             if cut >= 0:
                 block = bytes(memoryview(buffer)[:cut + 1])
                 del buffer[:cut + 1]
-                yield block, local + 1
-                local += block.count(b"\n") + (not block.endswith(b"\n"))
+                ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+                yield block, ends, local + 1
+                local += len(ends) + (not block.endswith(b"\n"))
                 pos += len(block)
             elif not done and len(buffer) > limit:  # one line, longer than any document may be
                 size = len(buffer) + _skip_line(stream, limit)
@@ -401,15 +403,14 @@ def _line_blocks(stream: Any, piece: Piece, limit: int, id_field: str, out: Batc
             return
 
 
-def _arrow_block(block: bytes, first: int, limit: int, spec: InputSpec, out: BatchBuilder, lines: _LineNumbers,
-                 id_types: list[pa.DataType]) -> pa.Table | None:
+def _arrow_block(block: bytes, ends: np.ndarray, first: int, limit: int, spec: InputSpec, out: BatchBuilder,
+                 lines: _LineNumbers, id_types: list[pa.DataType]) -> pa.Table | None:
     """The block's records as a table of id and text, when every line is one JSON object with a
     string text and all ids are strings, all integers or all absent (ids then derived from line
     numbers); else None."""
     import pyarrow.json as pj
 
     view = np.frombuffer(block, np.uint8)
-    ends = np.flatnonzero(view == 10)
     if not block.endswith(b"\n"):
         ends = np.append(ends, len(block))
     starts = np.r_[0, ends[:-1] + 1]
