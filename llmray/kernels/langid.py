@@ -239,6 +239,29 @@ def _add_row(hidden, rows, r):
         hidden[j] += rows[r, j]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _find(table, offs, stored, data, a, n, slot):
+    """Linear probing from ``slot`` in an open-addressing table of entry numbers (-1 = free) whose
+    entry ``e`` is ``stored[offs[e]:offs[e + 1]]``: (the entry equal to ``data[a:a + n]`` or -1, the
+    slot where the probe stopped)."""
+    while True:
+        e = table[slot]
+        if e == -1:
+            return -1, slot
+        start = offs[e]
+        if offs[e + 1] - start == n:
+            same = True
+            for k in range(n):
+                if stored[start + k] != data[a + k]:
+                    same = False
+                    break
+            if same:
+                return e, slot
+        slot += 1
+        if slot == table.shape[0]:
+            slot = 0
+
+
 @njit(cache=True, nogil=True)
 def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwords, eos,
                 sub_offs, sub_rows, rows, bucket_row, bucket, out, left, right, best_label, best_prob):
@@ -249,7 +272,6 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
     root = 2 * nlab - 2
     stack_node = np.empty(2 * nlab, np.int64)
     stack_score = np.empty(2 * nlab, np.float32)
-    w2i_size = word2int.shape[0]
     log_floor = np.float32(math.log(1e-5))  # std_log(threshold = 0)
     # Out-of-vocabulary tokens repeat (Zipf): their n-gram rows, found once, are kept per call in
     # an open-addressing table keyed by the token's FNV hash, so hashing and the 8 MB bucket table
@@ -288,26 +310,7 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
                 h = ((h ^ _SIGNED_BYTE[data[i]]) * _FNV_PRIME) & _MASK32
                 i += 1
             n = i - a
-            # Dictionary::find
-            slot = h % w2i_size
-            wid = -1
-            while True:
-                cand = word2int[slot]
-                if cand == -1:
-                    break
-                va = vocab_offs[cand]
-                if vocab_offs[cand + 1] - va == n:
-                    same = True
-                    for k in range(n):
-                        if vocab_bytes[va + k] != data[a + k]:
-                            same = False
-                            break
-                    if same:
-                        wid = cand
-                        break
-                slot += 1
-                if slot == w2i_size:
-                    slot = 0
+            wid, _ = _find(word2int, vocab_offs, vocab_bytes, data, a, n, h % word2int.shape[0])  # Dictionary::find
             if wid >= 0:
                 if wid < nwords:
                     for s in range(sub_offs[wid], sub_offs[wid + 1]):
@@ -319,23 +322,7 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
                     and data[a + 8] == 95:
                 continue  # "__label__..." out of vocabulary: a label, ignored
             # A token seen before in this call adds the rows it added then, in the same order.
-            slot = h & cache_mask
-            hit = -1
-            while True:
-                e = cache_slot[slot]
-                if e == -1:
-                    break
-                ta = entry_tok[e]
-                if entry_tok[e + 1] - ta == n:
-                    same = True
-                    for k in range(n):
-                        if tok_bytes[ta + k] != data[a + k]:
-                            same = False
-                            break
-                    if same:
-                        hit = e
-                        break
-                slot = (slot + 1) & cache_mask
+            hit, slot = _find(cache_slot, entry_tok, tok_bytes, data, a, n, h & cache_mask)
             if hit >= 0:
                 for s in range(entry_rows[hit], entry_rows[hit + 1]):
                     _add_row(hidden, rows, row_list[s])
