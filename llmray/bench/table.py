@@ -71,7 +71,7 @@ def _core_parallelism(m: dict[str, Any]) -> str:
             f"one alone's speed at the start")
     if end:
         line += f", {end['efficiency']:.2f} at the end"
-    return line + " (the ceiling of a job's parallel efficiency here)"
+    return line + " (it bounds a job's parallel efficiency)"
 
 
 def corpus_line(c: dict[str, Any]) -> str:
