@@ -248,8 +248,8 @@ def core_parallelism(cores: int, n: int = 5_000_000, repeats: int = 3) -> dict[s
     # Alternated and the best of each kept: on a shared host one sample of either swings by 20%.
     alone = together = float("inf")
     for _ in range(repeats):
-        alone, together = min(alone, spin(1)), min(together, spin(max(1, cores)))
-    return {"cores": cores, "alone_s": round(alone, 3), "together_s": round(together, 3),
+        alone, together = min(alone, spin(1)), min(together, spin(cores))
+    return {"cores": cores, "alone_s": round(alone, 4), "together_s": round(together, 4),
             "efficiency": round(alone / together, 3)}
 
 

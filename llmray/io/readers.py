@@ -357,9 +357,10 @@ def _line_blocks(stream: Any, piece: Piece, limit: int, id_field: str, out: Batc
                  lines: _LineNumbers) -> Iterator[tuple[bytes, np.ndarray, int]]:
     """(block, offsets of its newlines, piece-local number of its first line): the piece's lines
     (those that start before its end) in blocks of about JSONL_BLOCK bytes, each scanned for its
-    newlines once (they number its lines and cut it into records). A line longer than ``limit`` that has not ended
-    within ``limit`` bytes is dropped as too large without being held; a read that fails (a
-    truncated or corrupt file) quarantines the rest after passing on every whole line before it."""
+    newlines once (they number its lines and cut it into records). A line longer than ``limit``
+    that has not ended within ``limit`` bytes is dropped as too large without being held; a read
+    that fails (a truncated or corrupt file) quarantines the rest after passing on every whole line
+    before it."""
     pos = start = lines.start
     buffer = bytearray()
     local = 0  # lines passed on so far
