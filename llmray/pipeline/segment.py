@@ -159,6 +159,7 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
                 source = _source(counts, name)
                 source["docs_out"] += docs
                 source["bytes_out"] += nbytes
+    plan.output.put(mine, b"done")  # got through every batch: no crash to count, should it be retried
     files: dict[str, list[dict[str, Any]]] = {"output": [], "work": []}
     shards = data.close() if data is not None else []
     files["output" if plan.writes == "output" else "work"] += shards

@@ -1,6 +1,6 @@
 """Trust under misuse: what --overwrite may delete, where a run may write, two runs on one output,
-an input changed between a crash and the rerun, a record that kills its worker, a finished run
-whose data was deleted."""
+an input changed between a crash and the rerun, a record that kills its worker (and attempts that
+got through every batch, which never count as crashes), a finished run whose data was deleted."""
 
 import json
 import os
@@ -122,6 +122,19 @@ def test_a_record_that_kills_its_worker_is_quarantined_and_the_run_ends(ray_sess
     records = [json.loads(line) for p in (tmp_path / "out" / "quarantine").glob("*.jsonl")
                for line in p.read_text().splitlines()]
     assert "d7" in {r["id"] for r in records} and all("worker died 2 times" in r["error"] for r in records)
+
+
+def test_attempts_that_got_through_their_batches_never_set_a_batch_aside(ray_session, corpus, tmp_path):
+    # A worker that dies after its unit's last batch (its marker lost) has its unit run again;
+    # such attempts are no crash on that batch, however often it happens.
+    out = tmp_path / "out"
+    raw = job(corpus, out, ["clean_whitespace"])
+    for _ in range(3):
+        stats = run_job(parse_job(raw), QUIET)
+        for marker in (out / "_progress" / "s0").glob("*.json"):
+            marker.unlink()
+        (out / "stats.json").unlink()
+    assert stats["quarantined"] == 0 and stats["docs_out"] == 100
 
 
 def test_a_finished_run_whose_data_was_deleted_is_redone(ray_session, corpus, tmp_path):
