@@ -32,9 +32,11 @@ class Sidecar:
     def add(self, table: pa.Table, first_row: int) -> None:
         raise NotImplementedError
 
-    def share(self, others: list[Sidecar]) -> None:
+    def share(self, others: list[Sidecar]) -> bool:
         """Told, before the first batch, of every sidecar of the unit (itself among them), so that
-        sidecars that need the same pass over the text can take it once. Nothing by default."""
+        sidecars that need the same pass over the text can take it once. True where this one takes
+        the pass for others: it is fed first, so the pass's time is its step's. Nothing by default."""
+        return False
 
     def close(self, work: Storage, name: str) -> dict[str, Any]:
         """Write the unit's sidecar as ``name`` under ``work``; return a small JSON-able summary."""

@@ -98,16 +98,17 @@ class SignatureSidecar(Sidecar):
         self.docs = self.empty = 0
         self.text_pass: TextPass | None = None
 
-    def share(self, others: list[Sidecar]) -> None:
+    def share(self, others: list[Sidecar]) -> bool:
         """With ``auto`` shingles, an exact dedup's normalized text hashes come from the same tokens
         (for text without CJK characters; the kernel re-tokenizes the others)."""
         if minhash.shingle_mode(self.spec.chars)[0] != minhash.AUTO:
-            return
+            return False
         for other in others:
             if isinstance(other, HashSidecar) and other.normalize and other.column == TEXT \
                     and other.text_pass is None:
                 self.text_pass = other.text_pass = TextPass(self.spec)
-                return
+                return True
+        return False
 
     def add(self, table: pa.Table, first_row: int) -> None:
         if table.num_rows == 0:

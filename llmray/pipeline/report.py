@@ -737,7 +737,8 @@ def _time_section(stats: dict[str, Any]) -> str:
              f"{stats.get('wall_s', 0):.2f} s of wall time up to this report, plus {stats.get('startup_s', 0):.2f} s "
              f"to start Ray). "
              f"<code>intermediate_io</code> and <code>write</code> are the runner's own reading and writing "
-             f"between segments and into <code>data/</code>.</p>",
+             f"between segments and into <code>data/</code>; a global step's seconds are what it gathers as "
+             f"the data passes (hashes, signatures), its decision's wall time and applying it.</p>",
              _table(["stage", "seconds", "share"], rows, "narrow")]
     phases = [(name, d) for name, d in global_steps.items() if isinstance(d, dict) and d.get("seconds")]
     if phases:

@@ -44,7 +44,7 @@ from llmray.pipeline.card import write_dataset_card
 from llmray.pipeline.engine import Engine
 from llmray.pipeline.plan import Segment, fine_parts, plan_segments
 from llmray.pipeline.report import write_report
-from llmray.pipeline.segment import SegmentPlan, marker_path, run_unit
+from llmray.pipeline.segment import SegmentPlan, marker_path, run_unit, sidecar_stem
 
 PLAN = "_progress/plan.json"
 
@@ -134,17 +134,17 @@ def _run(spec: JobSpec, options: RunOptions, output: Storage, work: Storage, lis
             previous=segment.index - 1 if segment.index else None, writes=segment.writes,
             output_format=spec.output.format, shard_bytes=int(spec.output.shard_mb * (1 << 20)),
             rejects=spec.output.rejects,
-            sidecars=[(f"g{segment.index}/{name.replace('#', '-')}", step) for name, step in segment.group],
+            sidecars=segment.group,
             fine=fine,
             is_last=segment.writes == "output")
-        summaries: dict[str, dict[str, Any]] = {stem: {} for stem, _ in plan.sidecars}
+        summaries: dict[str, dict[str, Any]] = {sidecar_stem(segment.index, name): {} for name, _ in segment.group}
         units = _run_segment(plan, chunks if segment.index == 0 else units, engine, total, summaries, products,
                              options.progress)
         committed += [f for u in units for f in u.files]
         decisions = []
         for name, step in segment.group:
             stage_order.append(name)
-            stem = f"g{segment.index}/{name.replace('#', '-')}"
+            stem = sidecar_stem(segment.index, name)
             decision = _decide(step, name, stem, segment.index, units, decisions, summaries[stem], fine, output,
                                work, engine, total, options.progress)
             details[name] = decision.details

@@ -64,8 +64,8 @@ class SegmentPlan:
     output_format: str
     shard_bytes: int
     rejects: bool
-    #: (file name stem, step) of the global steps that follow, whose sidecars this segment feeds,
-    #: cut into ``fine`` parts where they are exchanged.
+    #: (stage name, step) of the global steps that follow, whose sidecars this segment feeds, cut
+    #: into ``fine`` parts where they are exchanged. The time spent feeding them is the step's.
     sidecars: list[tuple[str, GlobalStep]]
     fine: int
     #: The last segment's kept rows are the run's output (docs_out, histogram, sources out).
@@ -84,6 +84,11 @@ def _scratch_codec(work: Storage) -> str:
 
 def marker_path(segment: int, key: str) -> str:
     return f"_progress/s{segment}/{key}.json"
+
+
+def sidecar_stem(segment: int, stage: str) -> str:
+    """Where a global step after ``segment`` keeps its files (sidecars, scratch, progress)."""
+    return f"g{segment}/{stage.replace('#', '-')}"
 
 
 _SET_UP: dict[tuple, Step] = {}
@@ -120,10 +125,9 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
             if plan.writes else None)
     rejects = _Rejects(plan.output, prefix) if plan.rejects else None
     quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
-    sidecars = [(name, step.sidecar(plan.fine)) for name, step in plan.sidecars]
-    for _, sidecar in sidecars:
-        if sidecar is not None:
-            sidecar.share([s for _, s in sidecars if s is not None])
+    sidecars = [(stage, sidecar) for stage, step in plan.sidecars if (sidecar := step.sidecar(plan.fine)) is not None]
+    leads = {stage for stage, sidecar in sidecars if sidecar.share([s for _, s in sidecars])}
+    sidecars.sort(key=lambda pair: pair[0] not in leads)
     written = written_bytes = 0
     for number, (batch, read_s) in enumerate(_timed(_batches(key, chunk, plan))):
         if number in poisoned:
@@ -140,10 +144,11 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
         table = _apply_all(steps, plan.stage_names, table, counts, rejects)
         if ROW in table.column_names:
             table = table.drop_columns([ROW])
+        for stage, sidecar in sidecars:
+            started = time.perf_counter()
+            sidecar.add(table, written)
+            st.add_stage(counts, stage, 0, 0, 0, 0, time.perf_counter() - started)
         started = time.perf_counter()
-        for _, sidecar in sidecars:
-            if sidecar is not None:
-                sidecar.add(table, written)
         if data is not None:
             data.write(table)
         written += table.num_rows
@@ -173,9 +178,11 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
         if made:
             products[stage] = made
     summaries = {}
-    for name, sidecar in sidecars:
-        if sidecar is not None:
-            summaries[name] = sidecar.close(plan.work, f"{name}/side/{prefix}")
+    for stage, sidecar in sidecars:
+        started = time.perf_counter()
+        stem = sidecar_stem(plan.index, stage)
+        summaries[stem] = sidecar.close(plan.work, f"{stem}/side/{prefix}")
+        st.add_stage(counts, stage, 0, 0, 0, 0, time.perf_counter() - started)
     counts["retries"] = len(plan.output.listdir(attempts)) - 1
     marker = {"key": key, "attempt": attempt, "docs": written, "bytes": written_bytes, "counts": counts,
               "files": files,

@@ -262,6 +262,16 @@ HANZI = (
 )
 
 
+def test_the_sidecar_that_takes_the_shared_pass_says_so():
+    # the runner feeds it first, so the pass over the text is timed as minhash's, not exact_dedup's
+    near, exact, ids = MinhashDedup().sidecar(4), ExactDedup().sidecar(4), ExactDedup(normalize=False).sidecar(4)
+    assert not exact.share([exact, near]) and near.share([exact, near]) and near.text_pass is exact.text_pass
+    assert not MinhashDedup().sidecar(4).share([ids]) and ids.text_pass is None
+    table = pa.table({"text": ["the quick brown fox jumps over the lazy dog again", "a b c d e f g"]})
+    near.add(table, 0)
+    assert near.text_pass._table is table  # exact's add, next, finds the batch's pass done
+
+
 def test_chinese_near_duplicates_with_the_default_job(ray_session, tmp_path):
     """The shipped job's steps, unchanged, on Chinese: 2-3% of the characters edited, a boilerplate
     line added, full-width and spacing variants; ``shingle: word`` misses most of the near copies."""
