@@ -35,7 +35,7 @@ class Sidecar:
     def share(self, others: list[Sidecar]) -> bool:
         """Told, before the first batch, of every sidecar of the unit (itself among them), so that
         sidecars that need the same pass over the text can take it once. True where this one takes
-        the pass for others: it is fed first, so the pass's time is its step's. Nothing by default."""
+        the pass for others: it is fed first, so the pass's time is its step's. By default it takes none."""
         return False
 
     def close(self, work: Storage, name: str) -> dict[str, Any]:

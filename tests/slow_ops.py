@@ -1,11 +1,14 @@
 """User steps for the reliability tests: a slow one, so a run can be interrupted midway, a filter,
 and one that kills its own worker on a marked document, as an out-of-memory on one huge document
-would."""
+would; and a global step whose sidecar is slow, for the stage times."""
 
 import os
 import time
 
 import pyarrow as pa
+
+from llmray.dedup.exact import HashSidecar
+from llmray.ops import UniqueIds
 
 
 def slow_identity(table: pa.Table) -> pa.Table:
@@ -21,3 +24,20 @@ def die_on_poison(table: pa.Table) -> pa.Table:
     if any("POISON" in t for t in table.column("text").to_pylist()):
         os._exit(3)
     return table
+
+
+#: Seconds the slow sidecar takes per batch.
+SIDECAR_S = 0.3
+
+
+class _SlowSidecar(HashSidecar):
+    def add(self, table: pa.Table, first_row: int) -> None:
+        time.sleep(SIDECAR_S)
+        super().add(table, first_row)
+
+
+class SlowIdCheck(UniqueIds):
+    """The id check, gathering its hashes slowly (not registered: a test puts it in a job)."""
+
+    def sidecar(self, fine: int = 1) -> HashSidecar:
+        return _SlowSidecar(False, fine, column="id")

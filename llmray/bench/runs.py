@@ -74,7 +74,8 @@ def _measure(job: dict[str, Any], req: dict[str, Any], options: Any, work: Path)
         "bytes_out": last["bytes_out"], "dropped": last["dropped"],
         **measure.rates([s["wall_s"] for s in runs], last["docs_in"], last["bytes_in"], cores),
         **memory.figures(), "baseline_rss_mb": baseline,
-        # Task seconds of each stage summed over units (a global step: its decision, then applying it).
+        # Task seconds of each stage summed over units (a global step: what its sidecar gathers as the data
+        # passes, its decision, then applying it; the shared pass of two dedups is minhash's).
         "stage_seconds": {stage["name"]: measure.summarize([_stage(r, stage["name"]) for r in runs])
                           for stage in last["stages"]},
         "global_steps": {name: {**details, **({"wall_s": measure.summarize(

@@ -171,7 +171,8 @@ def stage_rows(results: dict[str, Any], main: str) -> list[str]:
         return []
     note = (f"Parts of jobs. Figures on the {main} corpus; the last column(s): MB/s per core on the other corpus. "
             "Row-local stages run in one process over Arrow batches; `job` stages (global steps) as a job of "
-            "just their steps through the runner on 1 CPU, read and write included.")
+            "just their steps through the runner on 1 CPU, read and write included; a global step's seconds hold "
+            "what it gathers as the data passes (the pass two dedups share is minhash's).")
     return ["### Stages, one core each", "", note, ""] + _table(
         ["stage", "group", "docs/s", "MB/s per core", "spread", "peak RSS MB", "kept",
          *(f"{o} MB/s per core" for o in others)], rows)

@@ -125,8 +125,12 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
             if plan.writes else None)
     rejects = _Rejects(plan.output, prefix) if plan.rejects else None
     quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
-    sidecars = [(stage, sidecar) for stage, step in plan.sidecars if (sidecar := step.sidecar(plan.fine)) is not None]
-    leads = {stage for stage, sidecar in sidecars if sidecar.share([s for _, s in sidecars])}
+    sidecars = [(stage, step.sidecar(plan.fine)) for stage, step in plan.sidecars]
+    sidecars = [(stage, sidecar) for stage, sidecar in sidecars if sidecar is not None]
+    leads = set()
+    for stage, sidecar in sidecars:  # share() sets up the others' passes
+        if sidecar.share([s for _, s in sidecars]):
+            leads.add(stage)
     sidecars.sort(key=lambda pair: pair[0] not in leads)
     written = written_bytes = 0
     for number, (batch, read_s) in enumerate(_timed(_batches(key, chunk, plan))):

@@ -1,4 +1,5 @@
-"""The accounting check: it passes exactly when every document is kept, dropped or quarantined."""
+"""The accounting check: it passes exactly when every document is kept, dropped or quarantined; and
+whose time a stage's seconds are."""
 
 import pytest
 
@@ -54,3 +55,19 @@ def test_the_runner_stops_loudly_when_counts_do_not_reconcile(ray_session, tmp_p
     spec = parse_job(job(tmp_path / "in.jsonl", tmp_path / "out", ["clean_whitespace"]))
     with pytest.raises(RuntimeError, match="accounting mismatch: docs_in 11 != docs_out 10"):
         run_job(spec, RunOptions(progress=False, num_cpus=1))
+
+
+def test_what_a_global_step_gathers_as_the_data_passes_is_its_own_time(ray_session, tmp_path):
+    from llmray.config import parse_job
+    from llmray.ops import UniqueIds
+    from llmray.pipeline.runner import RunOptions, run_job
+    from tests.helpers import ENGLISH, job, write_jsonl
+    from tests.slow_ops import SIDECAR_S, SlowIdCheck
+
+    write_jsonl(tmp_path / "in.jsonl", [{"id": str(i), "text": ENGLISH} for i in range(10)])
+    spec = parse_job(job(tmp_path / "in.jsonl", tmp_path / "out", ["clean_whitespace"]))
+    spec.steps = [SlowIdCheck(drop=False) if isinstance(s, UniqueIds) else s for s in spec.steps]
+    stats = run_job(spec, RunOptions(progress=False, num_cpus=1))
+    seconds = {s["name"]: s["wall_s"] for s in stats["stages"]}
+    # the one batch's sidecar is the id check's time, not the writing it happens beside
+    assert seconds["unique_ids"] >= SIDECAR_S > seconds["write"]
