@@ -34,7 +34,7 @@ import ray.data
 from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasink, Datasource, ReadTask
 
-from llmray.decisions import ChunkContext, Decision, GlobalContext, Unit
+from llmray.decisions import ChunkContext, Decision, GlobalContext, Unit, ready_sidecars
 from llmray.io.readers import Chunk, plan_chunks, read_chunk
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
@@ -43,6 +43,7 @@ from llmray.ops.base import FilterStep, GlobalStep, Step
 from llmray.pipeline import stats as st
 from llmray.pipeline.engine import Engine
 from llmray.pipeline.plan import plan_segments
+from llmray.pipeline.segment import sidecar_stem
 from llmray.schema import REASON, ROW, text_bytes
 
 __all__ = ["read", "write", "apply"]
@@ -177,7 +178,7 @@ def _global(ds: ray.data.Dataset, group: int, steps: list[tuple[str, GlobalStep]
     """Materialize ``ds`` with the group's sidecars, decide each step, read back with the decisions."""
     work.probe()
     root = work.child(f"group-{group}-{uuid.uuid4().hex[:8]}")
-    stems = [f"g/{name.replace('#', '-')}" for name, _ in steps]
+    stems = [sidecar_stem(group, name) for name, _ in steps]
     fine = FINE_PARTS
     sink = _UnitSink(root, [(stem, step) for stem, (_, step) in zip(stems, steps, strict=True)], fine)
     ds.write_datasink(sink)
@@ -212,18 +213,17 @@ class _UnitSink(Datasink):
     def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
         key = f"u{ctx.task_idx:06d}-{uuid.uuid4().hex[:8]}"
         data = ShardWriter(self.root, f"data/{key}", "parquet", 128 << 20, "none" if self.root.local else "zstd")
-        sidecars = [(stem, step.sidecar(self.fine)) for stem, step in self.sidecars]
+        sidecars = ready_sidecars([(stem, step.sidecar(self.fine)) for stem, step in self.sidecars])
         rows = 0
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
             for _, sidecar in sidecars:
-                if sidecar is not None:
-                    sidecar.add(table, rows)
+                sidecar.add(table, rows)
             data.write(table)
             rows += table.num_rows
+        closed = {stem: s.close(self.root, f"{stem}/side/{key}") for stem, s in sidecars}
         marker = {"key": key, "docs": rows, "shards": {"store": "output", "files": data.close()},
-                  "sidecars": {stem: (s.close(self.root, f"{stem}/side/{key}") if s is not None else {})
-                               for stem, s in sidecars}}
+                  "sidecars": {stem: closed.get(stem, {}) for stem, _ in self.sidecars}}
         self.root.put_json(f"markers/{key}.json", marker)
         return marker
 

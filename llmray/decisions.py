@@ -43,6 +43,17 @@ class Sidecar:
         raise NotImplementedError
 
 
+def ready_sidecars(made: list[tuple[str, Sidecar | None]]) -> list[tuple[str, Sidecar]]:
+    """A unit's (name, sidecar) pairs, ready to feed: those that exist, told of each other (see
+    ``Sidecar.share``), the ones that take a shared pass first."""
+    sidecars = [(name, sidecar) for name, sidecar in made if sidecar is not None]
+    leads = set()
+    for name, sidecar in sidecars:  # share() sets up the others' passes
+        if sidecar.share([s for _, s in sidecars]):
+            leads.add(name)
+    return sorted(sidecars, key=lambda pair: pair[0] not in leads)
+
+
 @dataclasses.dataclass
 class Unit:
     """A unit of the corpus entering a global step: the previous segment's output of one chunk."""

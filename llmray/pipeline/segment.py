@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from llmray.decisions import ChunkContext
+from llmray.decisions import ChunkContext, ready_sidecars
 from llmray.io.batch import TOO_LARGE, ReadBatch
 from llmray.io.readers import Chunk, read_chunk
 from llmray.io.specs import InputSpec
@@ -125,13 +125,7 @@ def run_unit(key: str, index: int, chunk: Chunk | None, plan: SegmentPlan, node_
             if plan.writes else None)
     rejects = _Rejects(plan.output, prefix) if plan.rejects else None
     quarantine = JsonlWriter(plan.output, f"quarantine/{prefix}.jsonl")
-    sidecars = [(stage, step.sidecar(plan.fine)) for stage, step in plan.sidecars]
-    sidecars = [(stage, sidecar) for stage, sidecar in sidecars if sidecar is not None]
-    leads = set()
-    for stage, sidecar in sidecars:  # share() sets up the others' passes
-        if sidecar.share([s for _, s in sidecars]):
-            leads.add(stage)
-    sidecars.sort(key=lambda pair: pair[0] not in leads)
+    sidecars = ready_sidecars([(stage, step.sidecar(plan.fine)) for stage, step in plan.sidecars])
     written = written_bytes = 0
     for number, (batch, read_s) in enumerate(_timed(_batches(key, chunk, plan))):
         if number in poisoned:
