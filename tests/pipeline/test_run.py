@@ -156,14 +156,20 @@ for name in ("dedup", "clean", "pipeline"):
 def heavy():
     return "pandas" in sys.modules or "scipy.linalg" in sys.modules
 
+def compiled():  # kernels this process compiled instead of loading them from the install's cache
+    from numba.core.registry import CPUDispatcher
+    return sorted(f"{name}.{attr}" for name, module in list(sys.modules.items()) if name.startswith("llmray.kernels")
+                  for attr, value in vars(module).items()
+                  if isinstance(value, CPUDispatcher) and value.stats.cache_misses)
+
 @ray.remote(num_cpus=1)
 def probe():
     import os, time
     time.sleep(0.2)
-    return os.getpid(), "llmray.pipeline.segment" in sys.modules, heavy()
+    return os.getpid(), "llmray.pipeline.segment" in sys.modules, heavy(), compiled()
 
-workers = dict((pid, (ran, heavy)) for pid, ran, heavy in ray.get([probe.remote() for _ in range(6)]))
-print(json.dumps({"driver": heavy(), "workers": list(workers.values())}))
+workers = {pid: (ran, heavy, built) for pid, ran, heavy, built in ray.get([probe.remote() for _ in range(6)])}
+print(json.dumps({"driver": heavy(), "driver_compiled": compiled(), "workers": list(workers.values())}))
 """
 
 
@@ -171,7 +177,8 @@ def test_the_shipped_jobs_never_import_pandas_or_scipy(tmp_path):
     """pyarrow imports pandas the first time a process converts a Python or numpy value (0.25 s in
     every worker of every run): the data path, the global steps and the report go through
     llmray.kernels.arrow instead. numba imports scipy.linalg on its first kernel (0.15 s) unless
-    llmray.kernels.jit set it up. Run in a Ray of its own, whose workers run nothing else."""
+    llmray.kernels.jit set it up. Nor does any process compile a kernel: the install compiled them
+    all (``make setup``). Run in a Ray of its own, whose workers run nothing else."""
     import subprocess
     import sys
     from pathlib import Path
@@ -182,5 +189,6 @@ def test_the_shipped_jobs_never_import_pandas_or_scipy(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["driver"] is False
-    ran = [pandas for ran, pandas in seen["workers"] if ran]
+    ran = [pandas for ran, pandas, _ in seen["workers"] if ran]
     assert ran and not any(ran), seen
+    assert seen["driver_compiled"] == [] and all(built == [] for _, _, built in seen["workers"]), seen
