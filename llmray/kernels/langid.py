@@ -10,7 +10,10 @@ float32 arithmetic, and re-implements fastText's supervised inference (``Diction
 over the column's UTF-8 buffer:
 
 * a token is a run of bytes other than blank, \\n \\r \\t \\v \\f \\0 (fastText's separators);
-* it is looked up in a replica of fastText's open-addressing word table (FNV-1a, bytes sign-extended);
+* it is looked up by its FNV-1a hash (bytes sign-extended, as fastText hashes them) in a table of
+  the model's dictionary a quarter full, each slot's hash compared before its bytes: the same words
+  found as by fastText's own table (70% full, ``hash % size``), where a word not in the dictionary,
+  two tokens in three of English prose, took six probes;
 * a vocabulary word adds the rows of its precomputed subwords, any other word the rows of the char
   2..4-grams of ``<word>`` that the model's prune index kept (hash % bucket, incremental FNV),
   found once per distinct word in a call and then reused (17-25% less kernel time on English prose);
@@ -34,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.errors import UserError
-from llmray.kernels.cache import cached_arrays
+from llmray.kernels.cache import cached_arrays, source_version
 from llmray.kernels.jit import njit
 from llmray.kernels.text import column_chunks, string_buffers
 
@@ -53,7 +56,8 @@ class LidModel:
     labels: np.ndarray  # object array: label names without "__label__"
     vocab_bytes: np.ndarray  # uint8: every dictionary entry, concatenated
     vocab_offs: np.ndarray  # int64 (size + 1,)
-    word2int: np.ndarray  # int32: fastText's open-addressing table (-1 = empty)
+    word_slots: np.ndarray  # int32: entry numbers by hash & (size - 1), linear probing (-1 = empty)
+    word_hash: np.ndarray  # int64: each entry's FNV-1a hash
     nwords: int
     eos: int  # word id of "</s>"
     sub_offs: np.ndarray  # int64 (nwords + 1,): subwords of word w are sub_rows[sub_offs[w]:sub_offs[w+1]]
@@ -107,7 +111,7 @@ def lid176() -> LidModel:
         return {f.name: (getattr(model, f.name).astype(str) if f.name == "labels" else
                          np.asarray(getattr(model, f.name))) for f in dataclasses.fields(LidModel)}
 
-    saved = cached_arrays(f"lid176-{stat.st_size}-{stat.st_mtime_ns}", decode)
+    saved = cached_arrays(f"lid176-{stat.st_size}-{stat.st_mtime_ns}-{source_version(__file__)}", decode)
     return LidModel(**{f.name: (saved[f.name].astype(object) if f.name == "labels" else
                                 int(saved[f.name]) if f.type in ("int", int) else saved[f.name])
                        for f in dataclasses.fields(LidModel)})
@@ -183,13 +187,14 @@ def load_model(path: str | Path) -> LidModel:
     else:
         bucket_row = np.full(bucket, -1, np.int32)
         bucket_row[prune[:, 0]] = nwords + prune[:, 1]
-    # Dictionary::load: word2int_ of size ceil(size / 0.7), linear probing.
-    w2i = np.full(math.ceil(size / 0.7), -1, np.int32)
-    for i, w in enumerate(words):
-        j = _fnv(w) % len(w2i)
-        while w2i[j] != -1 and words[w2i[j]] != w:
-            j = (j + 1) % len(w2i)
-        w2i[j] = i
+    # The dictionary's entries by hash (Dictionary::find finds the same ones in its own table).
+    word_hash = np.array([_fnv(w) for w in words], np.int64)
+    word_slots = np.full(1 << max(4, (4 * size - 1).bit_length()), -1, np.int32)
+    for i, h in enumerate(word_hash):
+        j = int(h) & (len(word_slots) - 1)
+        while word_slots[j] != -1:
+            j = (j + 1) & (len(word_slots) - 1)
+        word_slots[j] = i
     # Dictionary::initNgrams: subwords = [word id] + kept n-grams of "<word>" ("</s>" has none).
     sub_offs, sub_rows = [0], []
     for i, w in enumerate(words[:nwords]):
@@ -219,7 +224,7 @@ def load_model(path: str | Path) -> LidModel:
         labels=np.array([w.decode("utf-8", "replace").removeprefix("__label__") for w in words[nwords:]], object),
         vocab_bytes=np.frombuffer(b"".join(words), np.uint8),
         vocab_offs=np.cumsum([0] + [len(w) for w in words]).astype(np.int64),
-        word2int=w2i, nwords=nwords, eos=words.index(b"</s>"),
+        word_slots=word_slots, word_hash=word_hash, nwords=nwords, eos=words.index(b"</s>"),
         sub_offs=np.array(sub_offs, np.int64), sub_rows=np.array(sub_rows, np.int32),
         rows=rows, bucket_row=bucket_row, bucket=bucket, out=out, left=left, right=right,
     )
@@ -240,16 +245,18 @@ def _add_row(hidden, rows, r):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _find(table, offs, stored, data, a, n, slot):
-    """Linear probing from ``slot`` in an open-addressing table of entry numbers (-1 = free) whose
-    entry ``e`` is ``stored[offs[e]:offs[e + 1]]``: (the entry equal to ``data[a:a + n]`` or -1, the
-    slot where the probe stopped)."""
+def _find(table, hashes, offs, stored, data, a, n, h):
+    """Linear probing from ``h & (size - 1)`` in a power-of-two open-addressing table of entry
+    numbers (-1 = free) whose entry ``e`` is ``stored[offs[e]:offs[e + 1]]``, of hash ``hashes[e]``:
+    (the entry equal to ``data[a:a + n]``, of hash ``h``, or -1; the slot where the probe stopped)."""
+    mask = table.shape[0] - 1
+    slot = h & mask
     while True:
         e = table[slot]
         if e == -1:
             return -1, slot
         start = offs[e]
-        if offs[e + 1] - start == n:
+        if hashes[e] == h and offs[e + 1] - start == n:
             same = True
             for k in range(n):
                 if stored[start + k] != data[a + k]:
@@ -257,13 +264,11 @@ def _find(table, offs, stored, data, a, n, slot):
                     break
             if same:
                 return e, slot
-        slot += 1
-        if slot == table.shape[0]:
-            slot = 0
+        slot = (slot + 1) & mask
 
 
 @njit(cache=True, nogil=True)
-def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwords, eos,
+def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word_slots, word_hash, nwords, eos,
                 sub_offs, sub_rows, rows, bucket_row, bucket, out, left, right, best_label, best_prob):
     dim = rows.shape[1]
     hidden = np.zeros(dim, np.float32)
@@ -276,9 +281,9 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
     # Out-of-vocabulary tokens repeat (Zipf): their n-gram rows, found once, are kept per call in
     # an open-addressing table keyed by the token's FNV hash, so hashing and the 8 MB bucket table
     # (cache misses) are paid once per distinct token. Same rows in the same order: same floats.
-    cache_mask = (1 << 16) - 1
-    cache_slot = np.full(cache_mask + 1, -1, np.int32)
-    max_entries = (cache_mask + 1) // 2  # at most half full
+    max_entries = 1 << 15
+    cache_slot = np.full(4 * max_entries, -1, np.int32)  # at most a quarter full
+    entry_hash = np.zeros(max_entries, np.int64)
     entry_tok = np.zeros(max_entries + 1, np.int64)
     entry_rows = np.zeros(max_entries + 1, np.int64)
     tok_bytes = np.empty(1 << 20, np.uint8)
@@ -310,7 +315,7 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
                 h = ((h ^ _SIGNED_BYTE[data[i]]) * _FNV_PRIME) & _MASK32
                 i += 1
             n = i - a
-            wid, _ = _find(word2int, vocab_offs, vocab_bytes, data, a, n, h % word2int.shape[0])  # Dictionary::find
+            wid, _ = _find(word_slots, word_hash, vocab_offs, vocab_bytes, data, a, n, h)  # Dictionary::find
             if wid >= 0:
                 if wid < nwords:
                     for s in range(sub_offs[wid], sub_offs[wid + 1]):
@@ -322,7 +327,7 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
                     and data[a + 8] == 95:
                 continue  # "__label__..." out of vocabulary: a label, ignored
             # A token seen before in this call adds the rows it added then, in the same order.
-            hit, slot = _find(cache_slot, entry_tok, tok_bytes, data, a, n, h & cache_mask)
+            hit, slot = _find(cache_slot, entry_hash, entry_tok, tok_bytes, data, a, n, h)
             if hit >= 0:
                 for s in range(entry_rows[hit], entry_rows[hit + 1]):
                     _add_row(hidden, rows, row_list[s])
@@ -361,6 +366,7 @@ def _lid_kernel(offsets, data, max_chars, vocab_bytes, vocab_offs, word2int, nwo
                 for k in range(n):
                     tok_bytes[used_tok + k] = data[a + k]
                 used_tok += n
+                entry_hash[entries] = h
                 entry_tok[entries + 1] = used_tok
                 entry_rows[entries + 1] = used_rows
                 cache_slot[slot] = entries
@@ -423,8 +429,8 @@ def predict(text_column: pa.Array | pa.ChunkedArray, model: LidModel,
         lab = np.empty(len(chunk), np.int64)
         prob = np.empty(len(chunk), np.float64)
         m = model
-        _lid_kernel(offsets, data, sample_chars, m.vocab_bytes, m.vocab_offs, m.word2int, m.nwords, m.eos,
-                    m.sub_offs, m.sub_rows, m.rows, m.bucket_row, m.bucket, m.out, m.left, m.right,
+        _lid_kernel(offsets, data, sample_chars, m.vocab_bytes, m.vocab_offs, m.word_slots, m.word_hash, m.nwords,
+                    m.eos, m.sub_offs, m.sub_rows, m.rows, m.bucket_row, m.bucket, m.out, m.left, m.right,
                     lab, prob)
         labels.append(np.where(lab >= 0, m.labels[np.maximum(lab, 0)], "unknown"))
         scores.append(prob)
