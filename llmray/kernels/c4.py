@@ -128,9 +128,11 @@ def _any_window(data, s, e, pats):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _patterns_in(buf, a, b, pats, may_match, may_curly):
+def _patterns_in(buf, a, b, pats, may_curly):
     """Bit-or of the kinds of the patterns found in ``buf[a:b]`` (ASCII case folded), plus ``CURLY``
-    for a ``{``; a pattern is only looked for if ``may_match``, a ``{`` if ``may_curly``.
+    for a ``{`` if ``may_curly``. Patterns are looked for only where the line's own windows say one
+    may be there: a page's windows named a third of the pages of English prose (``term`` of "terms
+    of use"), whose every line was then searched.
     ``pairs[c0, c1]`` tells whether a pattern starts with the (folded) bytes c0 c1 (``pairs[c0, 256]``:
     with c0 alone; ``pairs[c0, 257]``: with c0). ``pats`` is what ``_pattern_arrays`` returns."""
     patterns, starts, kinds, pairs, _, _, _ = pats
@@ -141,7 +143,7 @@ def _patterns_in(buf, a, b, pats, may_match, may_curly):
             curly |= buf[i] == 123
         if curly:
             found |= CURLY
-    if not may_match:
+    if not _any_window(buf, a, b, pats):
         return found
     for i in range(a, b):
         c = buf[i] | 32 if 65 <= buf[i] <= 90 else buf[i]
@@ -192,7 +194,7 @@ def _words_at_least(buf, a, b, table, n):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _judge(buf, a, b, ascii_only, table, pats, may_match, may_curly, require_terminal, min_words, max_word_chars,
+def _judge(buf, a, b, ascii_only, table, pats, may_curly, require_terminal, min_words, max_word_chars,
            sentences):
     """C4's rules 2..8 on the cleaned line ``buf[a:b]``: (``_KEEP_LINE`` or the ``C4_STATS`` column of
     the rule that drops it, sentences (0 unless ``sentences``), lorem ipsum seen, ``{`` seen)."""
@@ -211,7 +213,7 @@ def _judge(buf, a, b, ascii_only, table, pats, may_match, may_curly, require_ter
             return 5, 0, False, False
         if min_words > 0 and not _words_at_least(buf, a, b, table, min_words):
             return 6, 0, False, False
-        found = _patterns_in(buf, a, b, pats, may_match, may_curly)
+        found = _patterns_in(buf, a, b, pats, may_curly)
         lorem = found & LOREM != 0
         if found & JAVASCRIPT:
             return 7, 0, lorem, False
@@ -276,7 +278,7 @@ def _judge(buf, a, b, ascii_only, table, pats, may_match, may_curly, require_ter
         return 5, 0, False, False
     if words < min_words:
         return 6, 0, False, False
-    found = _patterns_in(buf, a, b, pats, may_match, may_curly)
+    found = _patterns_in(buf, a, b, pats, may_curly)
     lorem = found & LOREM != 0
     if found & JAVASCRIPT:
         return 7, 0, lorem, False
@@ -297,9 +299,7 @@ def _c4_lines(offsets, data, table, pats, remove_citations, require_terminal, mi
         s, e = offsets[d], offsets[d + 1]
         row = stats[d]
         kept = 0
-        # Whole-document pre-checks: no line can hold a pattern or a "{" the document lacks (a line
-        # whose citation markers were cut is new text: it is searched in any case).
-        doc_match = _any_window(data, s, e, pats)
+        # No line can hold a "{" the document lacks (cutting citation markers makes none).
         doc_curly = count_byte(data, s, e, 123) > 0
         ls = s
         while ls <= e:
@@ -336,12 +336,11 @@ def _c4_lines(offsets, data, table, pats, remove_citations, require_terminal, mi
                     for k in range(c0, q):
                         out[p0 + k - c0] = out[k]
                     q = p0 + q - c0
-                rule, found_sentences, lorem, curly = _judge(out, p0, q, ascii_only, table, pats, doc_match or cut,
-                                                             doc_curly, require_terminal, min_words, max_word_chars,
-                                                             sentences)
+                rule, found_sentences, lorem, curly = _judge(out, p0, q, ascii_only, table, pats, doc_curly,
+                                                             require_terminal, min_words, max_word_chars, sentences)
             else:
                 q = p0 + b - a
-                rule, found_sentences, lorem, curly = _judge(data, a, b, ascii_only, table, pats, doc_match, doc_curly,
+                rule, found_sentences, lorem, curly = _judge(data, a, b, ascii_only, table, pats, doc_curly,
                                                              require_terminal, min_words, max_word_chars, sentences)
                 if rule == _KEEP_LINE and keep_text:
                     out[p0:q] = data[a:b]
