@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray.data
 from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasink, Datasource, ReadTask
@@ -38,7 +37,7 @@ from llmray.decisions import ChunkContext, Decision, GlobalContext, Unit, ready_
 from llmray.io.readers import Chunk, plan_chunks, read_chunk
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
-from llmray.io.writers import JsonlWriter, ShardWriter
+from llmray.io.writers import JsonlWriter, ShardWriter, read_shard, scratch_writer
 from llmray.ops.base import FilterStep, GlobalStep, Step
 from llmray.pipeline import stats as st
 from llmray.pipeline.engine import Engine
@@ -212,7 +211,7 @@ class _UnitSink(Datasink):
 
     def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, Any]:
         key = f"u{ctx.task_idx:06d}-{uuid.uuid4().hex[:8]}"
-        data = ShardWriter(self.root, f"data/{key}", "parquet", 128 << 20, "none" if self.root.local else "zstd")
+        data = scratch_writer(self.root, f"data/{key}")
         sidecars = ready_sidecars([(stem, step.sidecar(self.fine)) for stem, step in self.sidecars])
         rows = 0
         for block in blocks:
@@ -255,14 +254,12 @@ def _read_back(root: Storage, index: int, marker: dict[str, Any], appliers: list
         applier.begin_chunk(ctx)
     row = 0
     for shard in marker["shards"]["files"]:
-        with root.open_read(shard["path"]) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=8192, use_threads=False):
-                table = pa.Table.from_batches([batch])
-                table = table.append_column(ROW, pa.array(np.arange(row, row + table.num_rows, dtype=np.int64)))
-                row += table.num_rows
-                for applier in appliers:
-                    table = _mark(applier, table) if annotate else applier.split(table)[0]
-                yield table.drop_columns([ROW])
+        for table in read_shard(root, shard["path"], batch_rows=8192):
+            table = table.append_column(ROW, pa.array(np.arange(row, row + table.num_rows, dtype=np.int64)))
+            row += table.num_rows
+            for applier in appliers:
+                table = _mark(applier, table) if annotate else applier.split(table)[0]
+            yield table.drop_columns([ROW])
 
 
 def _mark(applier: FilterStep, table: pa.Table) -> pa.Table:

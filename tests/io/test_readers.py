@@ -12,7 +12,7 @@ from llmray.errors import UserError
 from llmray.io.readers import plan_chunks, read_chunk
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
-from llmray.io.writers import ShardWriter
+from llmray.io.writers import ShardWriter, read_shard, scratch_writer
 from tests.helpers import write_jsonl
 
 
@@ -155,6 +155,26 @@ def test_shards_keep_nested_columns_and_skip_text_statistics(tmp_path):
     stats = {group.column(i).path_in_schema: group.column(i).is_stats_set for i in range(group.num_columns)}
     assert stats == {"text": False, "meta.x": True, "meta.tags.list.element": True,
                      "scores.key_value.key": True, "scores.key_value.value": True}
+
+
+@pytest.mark.parametrize("where", ["local", "bucket"])
+def test_scratch_shards_come_back_as_written(tmp_path, s3, where):
+    """Intermediate data: Arrow IPC, mapped where local, zstd-compressed in a bucket; a later batch
+    of another schema is cast to the first's, and a reader may take some columns, in small batches."""
+    storage = Storage(str(tmp_path)) if where == "local" else Storage(f"s3://{s3.bucket()}/work", s3.options)
+    texts = [f"{word} " * 2000 for word in ("one", "two", "three", "four")]
+    first = pa.table({"id": ["a", "b", "c"], "text": texts[:3], "n": pa.array([1, 2, 3], pa.int64())})
+    later = pa.table({"id": ["d"], "text": texts[3:], "n": pa.array([4], pa.int32())})
+    writer = scratch_writer(storage, "s0/unit")
+    writer.write(first)
+    writer.write(later)
+    (shard,) = writer.close()
+    assert shard == {"path": "s0/unit-0000.arrow", "rows": 4}
+    compressed = len(storage.get(shard["path"])) < sum(map(len, texts)) / 10
+    assert compressed == (where == "bucket")
+    back = list(read_shard(storage, shard["path"], columns=["text", "n"], batch_rows=2))
+    assert [t.num_rows for t in back] == [2, 1, 1]
+    assert pa.concat_tables(back).to_pydict() == {"text": texts, "n": [1, 2, 3, 4]}
 
 
 def test_one_large_file_is_cut_so_every_cpu_has_work_and_small_files_are_grouped(tmp_path):
