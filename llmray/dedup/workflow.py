@@ -27,7 +27,6 @@ import time
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from llmray.decisions import Decision, GlobalContext
 from llmray.dedup import buckets, components, exact, keep
@@ -35,6 +34,7 @@ from llmray.dedup.keep import KeepRule
 from llmray.dedup.layout import Shared
 from llmray.dedup.shuffle import MAX_DOCS
 from llmray.dedup.signatures import BAND_ROW_BYTES, SketchSpec
+from llmray.io.writers import shard_schema
 
 MB = 1 << 20
 
@@ -89,8 +89,7 @@ def _check_rule(ctx: GlobalContext, rule: KeepRule) -> None:
         files = (marker.get("shards") or {}).get("files") or []
         if files:
             store = ctx.output if marker["shards"]["store"] == "output" else ctx.data
-            with store.open_read(files[0]["path"]) as f:
-                rule.check(pq.read_schema(f))
+            rule.check(shard_schema(store, files[0]["path"]))
             return
 
 

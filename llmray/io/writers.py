@@ -143,6 +143,12 @@ def _leaf_paths(name: str, kind: pa.DataType) -> list[str]:
     return [name]
 
 
+def shard_schema(storage: Storage, path: str) -> pa.Schema:
+    """The columns of a parquet or arrow shard, from its footer or its first message."""
+    with storage.open_read(path) as source:
+        return pa.ipc.open_stream(source).schema if path.endswith(".arrow") else pq.read_schema(source)
+
+
 def read_shard(storage: Storage, path: str, columns: list[str] | None = None,
                batch_rows: int = 8192) -> Iterator[pa.Table]:
     """A shard this module wrote, back as tables of at most ``batch_rows`` (parquet, jsonl.gz, arrow)."""

@@ -12,7 +12,7 @@ from llmray.errors import UserError
 from llmray.io.readers import plan_chunks, read_chunk
 from llmray.io.specs import InputSpec
 from llmray.io.storage import Storage
-from llmray.io.writers import ShardWriter, read_shard, scratch_writer
+from llmray.io.writers import ShardWriter, read_shard, scratch_writer, shard_schema
 from tests.helpers import write_jsonl
 
 
@@ -170,6 +170,7 @@ def test_scratch_shards_come_back_as_written(tmp_path, s3, where):
     writer.write(later)
     (shard,) = writer.close()
     assert shard == {"path": "s0/unit-0000.arrow", "rows": 4}
+    assert shard_schema(storage, shard["path"]) == first.schema
     compressed = len(storage.get(shard["path"])) < sum(map(len, texts)) / 10
     assert compressed == (where == "bucket")
     back = list(read_shard(storage, shard["path"], columns=["text", "n"], batch_rows=2))
