@@ -29,6 +29,8 @@ ROW_GROUP_ROWS = 64 << 10
 
 #: File name endings of the shard formats: the outputs' (``parquet``, ``jsonl.gz``) and scratch's.
 EXTENSIONS = {"parquet": "parquet", "jsonl.gz": "jsonl.gz", "arrow": "arrow"}
+#: The formats Arrow writes itself, in large buffers of its own.
+ARROW_FORMATS = ("parquet", "arrow")
 
 
 class ShardWriter:
@@ -52,7 +54,7 @@ class ShardWriter:
             return
         if self._writer is None:
             self._open(table.schema)
-        if self.fmt in ("parquet", "arrow"):
+        if self.fmt in ARROW_FORMATS:
             if table.schema != self._schema:
                 table = table.cast(self._schema)
             if self.fmt == "parquet":
@@ -70,7 +72,7 @@ class ShardWriter:
     def _open(self, schema: pa.Schema) -> None:
         self._name = f"{self.prefix}-{len(self.shards):04d}.{self.ext}"
         self._schema = schema
-        self._stream = self.storage.open_write(self._name, buffered=self.fmt not in ("parquet", "arrow"))
+        self._stream = self.storage.open_write(self._name, buffered=self.fmt not in ARROW_FORMATS)
         if self.fmt == "parquet":
             others = [path for field in schema if field.name != TEXT for path in _leaf_paths(field.name, field.type)]
             # No dictionary attempt and no min/max for the text: it is unique and long (a footer
