@@ -46,6 +46,7 @@ class ShardWriter:
         self._writer: Any = None
         self._stream: Any = None
         self._schema: pa.Schema | None = None
+        self._table_options: dict[str, Any] = {}  # what the writer's write_table takes besides the table
         self._name = ""
         self._rows = self._bytes = 0
 
@@ -57,10 +58,7 @@ class ShardWriter:
         if self.fmt in ARROW_FORMATS:
             if table.schema != self._schema:
                 table = table.cast(self._schema)
-            if self.fmt == "parquet":
-                self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            else:
-                self._writer.write_table(table)
+            self._writer.write_table(table, **self._table_options)
         else:
             for record in table.to_pylist():
                 self._writer.write(orjson.dumps(record) + b"\n")
@@ -79,6 +77,7 @@ class ShardWriter:
             # would hold two whole documents per row group).
             self._writer = pq.ParquetWriter(self._stream, schema, compression=self.compression,
                                             use_dictionary=others, write_statistics=others)
+            self._table_options = {"row_group_size": ROW_GROUP_ROWS}
         elif self.fmt == "arrow":
             codec = None if self.compression == "none" else self.compression
             self._writer = pa.ipc.new_stream(self._stream, schema, options=pa.ipc.IpcWriteOptions(compression=codec))
@@ -158,10 +157,7 @@ def read_shard(storage: Storage, path: str, columns: list[str] | None = None,
         # mapped where local: the tables point into the file (they keep the mapping alive)
         with pa.memory_map(storage.join(path)) if storage.local else storage.open_read(path) as source:
             for batch in pa.ipc.open_stream(source):
-                table = pa.Table.from_batches([batch])
-                table = table.select(columns) if columns else table
-                for start in range(0, table.num_rows, batch_rows):
-                    yield table.slice(start, batch_rows)
+                yield from _in_batches(pa.Table.from_batches([batch]), columns, batch_rows)
         return
     if path.endswith(".parquet"):
         # a local shard is mapped: half the time of reading it through a Python file object
@@ -172,6 +168,10 @@ def read_shard(storage: Storage, path: str, columns: list[str] | None = None,
         return
     with storage.open_read(path) as f:
         table = pa_json.read_json(gzip.GzipFile(fileobj=f), read_options=pa_json.ReadOptions(use_threads=False))
+    yield from _in_batches(table, columns, batch_rows)
+
+
+def _in_batches(table: pa.Table, columns: list[str] | None, batch_rows: int) -> Iterator[pa.Table]:
     table = table.select(columns) if columns else table
     for start in range(0, table.num_rows, batch_rows):
         yield table.slice(start, batch_rows)
