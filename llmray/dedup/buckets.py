@@ -18,6 +18,7 @@ from llmray.dedup import shuffle
 from llmray.dedup.layout import Shared
 from llmray.io import exchange
 from llmray.kernels.graph import star_edges
+from llmray.kernels.hashing import GOLDEN
 from llmray.kernels.minhash import estimate_jaccard
 
 
@@ -28,16 +29,27 @@ def bucket_edges(rows: np.ndarray) -> np.ndarray:
 
 def bucket_partition(shared: Shared, p: int) -> int:
     """Task: band rows of partition p -> edges, sent to the components' partition of their larger
-    document (or, when verifying, to the verify group of their larger document)."""
+    document (or, when verifying, to the verify group of their home document)."""
     edges = bucket_edges(shared.sidecar_rows("bands", p))
-    larger, _ = shuffle.unpack(edges)
     groups = shared.options.get("verify_starts")
     if groups is None:
+        larger, _ = shuffle.unpack(edges)
         shared.write("buckets", p, exchange.split(edges, larger % shared.parts, shared.parts))
     else:
-        part = np.searchsorted(groups, larger, side="right") - 1
-        shared.write("buckets", p, exchange.split(edges, part, len(groups)))
+        home, _ = verify_ends(edges, groups)
+        shared.write("buckets", p, exchange.split(edges, shuffle.unit_of(home, groups), len(groups)))
     return len(edges)
+
+
+def verify_ends(edges: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(home, other) document of each edge: the edge is gathered in its home's verify group and,
+    when the other lies in another group, checked there. Which end is home follows a bit of the
+    mixed edge, not the order of the two numbers: routing every edge to its larger document sent
+    each group the edges of all the groups after it to check, so the first groups did most of the
+    work."""
+    larger, smaller = shuffle.unpack(edges)
+    flip = ((edges * GOLDEN) >> np.uint64(63)).astype(bool)
+    return np.where(flip, smaller, larger), np.where(flip, larger, smaller)
 
 
 def _group_signatures(shared: Shared, g: int) -> tuple[int, np.ndarray]:
@@ -50,27 +62,27 @@ def _group_signatures(shared: Shared, g: int) -> tuple[int, np.ndarray]:
 
 def gather_signatures(shared: Shared, g: int) -> int:
     """Verify task 1, per group: check the edges whose two documents are both in this group (their
-    signatures are at hand), and send the others as (edge, larger document's signature) rows to the
-    group of the smaller document. With one group (a corpus whose signatures fit one task) nothing
+    signatures are at hand), and send the others as (edge, home document's signature) rows to the
+    group of the other document. With one group (a corpus whose signatures fit one task) nothing
     is sent."""
     groups = shared.options["verify_starts"]
     edges = np.unique(shared.gather("buckets", shared.parts, g))
     first, sig = _group_signatures(shared, g)
-    larger, smaller = shuffle.unpack(edges)
-    part = np.searchsorted(groups, smaller, side="right") - 1
+    home, other = verify_ends(edges, groups)
+    part = shuffle.unit_of(other, groups)
     here = part == g
-    similar = _similar(shared, sig, larger[here] - first, sig, smaller[here] - first)
+    similar = _similar(shared, sig, home[here] - first, sig, other[here] - first)
     shared.write("kept_here", g, [edges[here][similar]])
     away = ~here
-    rows = np.concatenate([edges[away].view(np.uint32).reshape(-1, 2), sig[larger[away] - first]], axis=1)
+    rows = np.concatenate([edges[away].view(np.uint32).reshape(-1, 2), sig[home[away] - first]], axis=1)
     shared.write("gather", g, exchange.split(rows, part[away], len(groups)))
     return len(edges)
 
 
-def check_edges(shared: Shared, g: int) -> int:
+def check_edges(shared: Shared, g: int) -> tuple[int, int]:
     """Verify task 2, per group: keep the edges sent here whose estimated Jaccard reaches the
     threshold; with those kept by task 1, send them to the components' partition of their larger
-    document."""
+    document. Returns (edges received, edges kept)."""
     groups = shared.options["verify_starts"]
     num_perm = shared.options["num_perm"]
     kept = [exchange.gather(shared.work, [shared.path("kept_here", f"{g:05d}")], 0)]
@@ -78,12 +90,12 @@ def check_edges(shared: Shared, g: int) -> int:
     if len(rows):
         first, sig = _group_signatures(shared, g)
         edges = np.ascontiguousarray(rows[:, :2]).view(np.uint64).ravel()
-        _, smaller = shuffle.unpack(edges)
-        kept.append(edges[_similar(shared, rows[:, 2:], None, sig, smaller - first)])
+        _, other = verify_ends(edges, groups)
+        kept.append(edges[_similar(shared, rows[:, 2:], None, sig, other - first)])
     checked = np.concatenate(kept)
     larger, _ = shuffle.unpack(checked)
     shared.write("checked", g, exchange.split(checked, larger % shared.parts, shared.parts))
-    return len(checked)
+    return len(rows), len(checked)
 
 
 def _similar(shared: Shared, a: np.ndarray, rows_a: np.ndarray | None, b: np.ndarray, rows_b: np.ndarray) -> np.ndarray:

@@ -116,11 +116,14 @@ def decide_minhash(ctx: GlobalContext, spec: SketchSpec, threshold: float, verif
     edge_stage, edge_bound = "buckets", sum(edge_counts)
     if verify:
         n_groups = len(shared.options["verify_groups"])
-        details["candidate_pairs"] = sum(ctx.engine.map(buckets.gather_signatures, [(g,) for g in range(n_groups)],
-                                                        "verify", shared=shared))
+        gathered = ctx.engine.map(buckets.gather_signatures, [(g,) for g in range(n_groups)], "verify",
+                                  shared=shared)
         _combine(ctx, shared, "gather", n_groups)
-        edge_bound = details["verified_pairs"] = sum(ctx.engine.map(
-            buckets.check_edges, [(g,) for g in range(n_groups)], "verify", shared=shared))
+        received, kept = zip(*ctx.engine.map(buckets.check_edges, [(g,) for g in range(n_groups)], "verify",
+                                             shared=shared), strict=True)
+        details.update(candidate_pairs=sum(gathered), verify_groups=n_groups,
+                       verify_busiest=[_busiest(gathered), _busiest(received)])
+        edge_bound = details["verified_pairs"] = sum(kept)
         _combine(ctx, shared, "checked", n_groups)
         edge_stage = "checked"
         clock.lap("verify")
@@ -159,6 +162,12 @@ def _distributed_components(ctx: GlobalContext, shared: Shared, edge_stage: str,
     ctx.engine.map(components.star_pairs, [(source, p) for (p,) in parts], "components", shared=shared)
     details.update(components_mode="distributed", components_steps=rounds)
     return int(first_edges or 0)
+
+
+def _busiest(counts: tuple[int, ...] | list[int]) -> float:
+    """The largest count over the mean (1.0: every task had the same work)."""
+    total = sum(counts)
+    return round(max(counts) * len(counts) / total, 3) if total else 1.0
 
 
 def _verify_groups(ctx: GlobalContext, num_perm: int, group_bytes: float) -> list[list[int]]:

@@ -201,6 +201,19 @@ def test_kept_ids_do_not_depend_on_layout(ray_session, corpus, tmp_path, monkeyp
     assert kept_ids(tmp_path / "d") == kept_ids(tmp_path / "a")
 
 
+def test_verifying_shares_the_work_between_the_groups(ray_session, tmp_path, monkeypatch):
+    """Each verify group gathers and checks about as many pairs as the others, however the
+    documents are numbered (routing every pair by its larger number made the later groups gather
+    and the first ones check: 1.7x and 2.6-2.9x the mean on this corpus)."""
+    small_layout(monkeypatch, verify_group_mb=0.12)
+    stats = dedup(make_corpus(tmp_path / "in", families=400), tmp_path / "out", [{"minhash_dedup": {"verify": True}}],
+                  chunk_mb=0.05)
+    details = stats["global_steps"]["minhash_dedup"]
+    assert details["verify_groups"] == 5 and details["candidate_pairs"] > 600
+    gathered, checked = details["verify_busiest"]
+    assert gathered < 1.6 and checked < 1.6, details["verify_busiest"]
+
+
 def test_combined_exchanges_keep_the_same_documents(ray_session, corpus, tmp_path, monkeypatch):
     """Exact then near duplicates with every exchange combined (groups of 2 senders) against none."""
     steps = [{"exact_dedup": {"partitions": 5}}, {"minhash_dedup": {"partitions": 5}}]
