@@ -1,4 +1,5 @@
-"""User steps for the reliability tests: a slow one, so a run can be interrupted midway, a filter,
+"""User steps for the reliability tests: a slow one, so a run can be interrupted midway, one that
+waits for the test's word, a filter,
 and one that kills its own worker on a marked document, as an out-of-memory on one huge document
 would; and a global step whose sidecar is slow, for the stage times."""
 
@@ -12,7 +13,23 @@ from llmray.ops import UniqueIds
 
 
 def slow_identity(table: pa.Table) -> pa.Table:
-    time.sleep(0.5)
+    time.sleep(0.25)
+    return table
+
+
+#: The file whose appearance lets ``wait_for_release`` go on (set by the test that starts the run).
+RELEASE_ENV = "LLMRAY_TEST_RELEASE"
+
+
+def wait_for_release(table: pa.Table) -> pa.Table:
+    """Holds a run until the test creates the file named by LLMRAY_TEST_RELEASE (at most 120 s),
+    so the test decides how long the run lasts."""
+    release = os.environ[RELEASE_ENV]
+    deadline = time.monotonic() + 120
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} never appeared")
+        time.sleep(0.05)
     return table
 
 

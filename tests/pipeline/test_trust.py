@@ -17,6 +17,7 @@ from llmray.errors import UserError
 from llmray.pipeline import outdir
 from llmray.pipeline.runner import RunOptions, run_job
 from tests.helpers import ENGLISH, job, run_isolated, write_jsonl
+from tests.slow_ops import RELEASE_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = RunOptions(progress=False)
@@ -66,9 +67,10 @@ def test_places_a_run_must_not_write_are_refused_in_one_line(corpus, tmp_path, m
 
 def test_a_second_run_on_the_same_output_stops_at_once(corpus, tmp_path, children):
     job_file = tmp_path / "job.yaml"
-    raw = job(corpus, tmp_path / "out", [{"python": {"function": "tests.slow_ops:slow_identity"}}], chunk_mb=0.001)
+    raw = job(corpus, tmp_path / "out", [{"python": {"function": "tests.slow_ops:wait_for_release"}}], chunk_mb=0.001)
     job_file.write_text(json.dumps(raw))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    release = tmp_path / "release"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), RELEASE_ENV: str(release)}
     args = [sys.executable, "-m", "llmray.cli", "run", str(job_file), "--quiet", "--num-cpus", "1"]
     first = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
@@ -81,6 +83,8 @@ def test_a_second_run_on_the_same_output_stops_at_once(corpus, tmp_path, childre
     second = run_isolated(args + ["--overwrite"], timeout=60, env=env, cwd=ROOT)  # nor does it clear the output
     assert second.returncode == 2 and time.monotonic() - started < 30
     assert "in use by another llmray run" in second.stderr and f"pid {first.pid}" in second.stderr
+    assert first.poll() is None, "the first run ended before the second one was refused"
+    release.touch()
     assert first.wait(timeout=120) == 0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["accounting_ok"] and stats["docs_out"] == 100 and len(set(ids(tmp_path / "out"))) == 100
