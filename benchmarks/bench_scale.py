@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 
+from llmray.dedup.layout import second_level_ranges
 from llmray.dedup.workflow import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,9 +111,26 @@ def exchange_reads(units: int, partitions: int, group: int | None = Layout.combi
             return senders * receivers
         return senders + math.ceil(senders / group) * receivers
 
+    def sidecars() -> int:  # units to partitions: combined twice where the first level leaves many
+        first = math.ceil(units / group) if group is not None else 0
+        if group is None or first <= 2 * group:
+            return combined(units, partitions)
+        return units + first * _ranges(partitions, group) + math.ceil(first / group) * partitions
+
     rank, choose = _keep_tasks(units, partitions, group)
-    return {"sidecars": combined(units, partitions), "buckets": combined(partitions, partitions),
+    return {"sidecars": sidecars(), "buckets": combined(partitions, partitions),
             "components": combined(partitions, rank), "rank": rank * choose, "decision": combined(choose, units)}
+
+
+def _ranges(partitions: int, group: int) -> int:
+    return second_level_ranges(partitions, group)[1]
+
+
+def _second_level_tasks(units: int, partitions: int, group: int | None) -> int:
+    first = math.ceil(units / group) if group is not None else 0
+    if group is None or units <= 2 * group or first <= 2 * group:
+        return 0
+    return math.ceil(first / group) * _ranges(partitions, group)
 
 
 def _keep_tasks(units: int, partitions: int, group: int | None) -> tuple[int, int]:
@@ -131,8 +149,9 @@ def job_cost_terms(units: int, partitions: int, group: int | None = Layout.combi
         return math.ceil(senders / group) if group is not None and senders > 2 * group else 0
 
     keep = rank + choose + combines(partitions) + combines(choose)
-    exact = partitions + combines(units) + keep
-    minhash = 2 * partitions + combines(units) + combines(partitions) + keep
+    sidecars = combines(units) + _second_level_tasks(units, partitions, group)
+    exact = partitions + sidecars + keep
+    minhash = 2 * partitions + sidecars + combines(partitions) + keep
     return 3 * sum(reads.values()) - 2 * reads["buckets"], 2 * exact + minhash
 
 

@@ -11,6 +11,7 @@ Files, all under the step's scratch directory ``step`` of the work storage:
     rank/<g>          grouped documents of unit group g with id (and the keep rule's value), cut by root
     decision/<t>      (row, id kept in its place) of every dropped document, cut by unit
     <stage>+/<g>      the objects of group g of a stage's senders, combined (see ``combine``)
+    side.<s>++/<g>-<r>  receiver range r of group g of those combined sidecar objects, combined again
 
 A unit's sidecar (``sides[u]``) was written by the segment before, under the work storage root.
 """
@@ -25,6 +26,13 @@ import numpy as np
 from llmray.io import exchange
 from llmray.io.storage import Storage
 from llmray.kernels import arrow
+
+
+def second_level_ranges(parts: int, group: int) -> tuple[int, int]:
+    """(receivers per range, ranges) of a sidecar exchange's second merge level: at most ``group``
+    ranges, so a task of it holds about one first-level object's bytes."""
+    per = -(-parts // min(group, parts))
+    return per, -(-parts // per)
 
 
 @dataclasses.dataclass
@@ -57,6 +65,8 @@ class Shared:
     combine_group: int = 32
     #: The exchanges whose senders were combined: stage (or ``side.<suffix>``) -> combined objects.
     combined: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Sidecar exchanges combined a second time: ``side.<suffix>`` -> receivers per range.
+    split: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def units(self) -> int:
@@ -82,6 +92,11 @@ class Shared:
         """Receiver p's rows of every unit's sidecar, with each row's document number made global."""
         lo, hi = exchange.fine_range(p, self.parts, self.fine)
         stage = f"side.{suffix}"
+        if stage in self.split:  # the second level: one object per first-level group of groups
+            r = p // self.split[stage]
+            base, _ = self.receiver_range(stage, r)
+            rels = [self.path(f"{stage}++", f"{g:05d}-{r:05d}") for g in range(self.second_groups(stage))]
+            return exchange.gather(self.work, rels, lo - base, hi - base, shape=(3,))
         if stage in self.combined:  # combined with global document numbers already
             return exchange.gather(self.work, self.senders(stage, 0), lo, hi, shape=(3,))
         rows, counts = exchange.gather_counted(self.work, [f"{side}.{suffix}" for side in self.sides], lo, hi,
@@ -102,6 +117,26 @@ class Shared:
         suffix = stage.removeprefix("side.")
         return exchange.combine(self.work, [f"{side}.{suffix}" for side in self.sides[first:last]], target,
                                 lambda k, rows: self._globalized(first + k, rows))
+
+    def second_groups(self, stage: str) -> int:
+        """Groups of first-level objects in a sidecar exchange's second level."""
+        return -(-self.combined[stage] // self.combine_group)
+
+    def receiver_range(self, stage: str, r: int) -> tuple[int, int]:
+        """The fine parts ``[lo, hi)`` of receiver range ``r`` of a sidecar exchange's second level."""
+        per = self.split[stage]
+        first, last = r * per, min(self.parts, (r + 1) * per)
+        return exchange.fine_range(first, self.parts, self.fine)[0], exchange.fine_range(last - 1, self.parts,
+                                                                                         self.fine)[1]
+
+    def combine_again(self, stage: str, group: int, r: int) -> int:
+        """Task: receiver range ``r`` of first-level objects ``group * combine_group ...`` of a
+        sidecar exchange as one object. Cut by receivers, so a task holds about what a first-level
+        one did (a group's share of ``combine_group`` objects), however many units the corpus has."""
+        first, last = group * self.combine_group, min(self.combined[stage], (group + 1) * self.combine_group)
+        lo, hi = self.receiver_range(stage, r)
+        rels = [self.path(f"{stage}+", f"{i:05d}") for i in range(first, last)]
+        return exchange.combine(self.work, rels, self.path(f"{stage}++", f"{group:05d}-{r:05d}"), lo=lo, hi=hi)
 
     def _globalized(self, unit: int, rows: np.ndarray) -> np.ndarray:
         """Sidecar rows of ``unit`` (band key or hash, ..., document) with global document numbers."""

@@ -31,7 +31,7 @@ import numpy as np
 from llmray.decisions import Decision, GlobalContext
 from llmray.dedup import buckets, components, exact, keep
 from llmray.dedup.keep import KeepRule
-from llmray.dedup.layout import Shared
+from llmray.dedup.layout import Shared, second_level_ranges
 from llmray.dedup.shuffle import MAX_DOCS
 from llmray.dedup.signatures import BAND_ROW_BYTES, SketchSpec
 from llmray.io.writers import shard_schema
@@ -220,6 +220,7 @@ def _keep(ctx: GlobalContext, shared: Shared, clock: _Clock, details: dict[str, 
     details["duplicates"] = sum(s["dropped"] for s in summaries)
     details["examples"] = [e for s in summaries for e in s["examples"]][:10]
     details["combined_exchanges"] = len(shared.combined)
+    details["combined_twice"] = len(shared.split)
     clock.lap("keep")
     details["seconds"] = clock.seconds
     combined = shared.combined.get("decision")
@@ -228,13 +229,26 @@ def _keep(ctx: GlobalContext, shared: Shared, clock: _Clock, details: dict[str, 
 
 
 def _combine(ctx: GlobalContext, shared: Shared, stage: str, senders: int) -> None:
-    """Combine the senders' objects of ``stage`` in groups (one task each) when they are many."""
-    if senders <= 2 * shared.combine_group:
+    """Combine the senders' objects of ``stage`` in groups (one task each) when they are many.
+
+    The units' sidecars (every unit sends to every partition: at 100 TB, 1.5 million senders) are
+    combined a second time when the first level still leaves many objects, each second-level task
+    taking a range of receivers, so a receiver reads one range per group of groups."""
+    group = shared.combine_group
+    if senders <= 2 * group:
         return
-    groups = -(-senders // shared.combine_group)
+    groups = -(-senders // group)
     ctx.engine.map(_combine_group, [(stage, senders, g) for g in range(groups)], "combine", shared=shared)
     shared.combined[stage] = groups
+    if stage.startswith("side.") and groups > 2 * group:
+        shared.split[stage], ranges = second_level_ranges(shared.parts, group)
+        items = [(stage, g, r) for g in range(shared.second_groups(stage)) for r in range(ranges)]
+        ctx.engine.map(_combine_again, items, "combine", shared=shared)
 
 
 def _combine_group(shared: Shared, stage: str, senders: int, group: int) -> int:
     return shared.combine(stage, senders, group)
+
+
+def _combine_again(shared: Shared, stage: str, group: int, r: int) -> int:
+    return shared.combine_again(stage, group, r)

@@ -55,32 +55,59 @@ def write_parts(storage: Storage, rel: str, parts: Sequence[np.ndarray] | Sequen
 
 
 def combine(storage: Storage, rels: Sequence[str], rel: str,
-            transform: Callable[[int, np.ndarray], np.ndarray] | None = None) -> int:
-    """One object whose part i holds part i of each object in ``rels``, in their order: a merge
-    level between many senders and many receivers, after which each receiver makes one range read
-    per group of senders instead of one per sender. ``transform(k, rows)`` may rewrite the raw rows
-    of ``rels[k]`` first. Each object is read whole, once."""
-    objects = [_parse(storage.get(r), storage.join(r)) for r in rels]
-    count = objects[0][1] if objects else 0
-    for other, (meta, n, _) in zip(rels, objects, strict=True):
-        if n != count or meta["kind"] != objects[0][0]["kind"]:
+            transform: Callable[[int, np.ndarray], np.ndarray] | None = None,
+            lo: int = 0, hi: int | None = None) -> int:
+    """One object whose part i holds part ``lo + i`` of each object in ``rels``, in their order: a
+    merge level between many senders and many receivers, after which each receiver makes one range
+    read per group of senders instead of one per sender. ``transform(k, rows)`` may rewrite the raw
+    rows of ``rels[k]`` first. By default every part (each object is read whole, once); with
+    ``lo``/``hi`` only that range of parts, so a second merge level can be cut by receivers and no
+    task holds more than a first-level task did."""
+    heads = [_parse_head(h, storage.join(r)) for h, r in zip(_heads(storage, rels), rels, strict=True)]
+    count = heads[0][1] if heads else 0
+    for other, (meta, n) in zip(rels, heads, strict=True):
+        if n != count or meta["kind"] != heads[0][0]["kind"]:
             raise ValueError(f"cannot combine exchange objects of different shapes: {rels[0]} has {count} "
-                             f"{objects[0][0]['kind']} parts, {other} {n} {meta['kind']} parts")
-    raw = objects[0][0]["kind"] == "raw" if objects else False
+                             f"{heads[0][0]['kind']} parts, {other} {n} {meta['kind']} parts")
+    hi = count if hi is None else hi
+    objects = [_split_parts(offsets, data) for offsets, data in _read_ranges(storage, rels, lo, hi)]
+    raw = heads[0][0]["kind"] == "raw" if heads else False
     if raw:
-        meta = objects[0][0]
+        meta = heads[0][0]
         dtype, shape = np.dtype(meta["dtype"]), tuple(meta["shape"])
         if transform is None:
-            payloads = [b"".join(parts[i] for _, _, parts in objects) for i in range(count)]
+            payloads = [b"".join(parts[i] for parts in objects) for i in range(hi - lo)]
         else:
             payloads = [b"".join(transform(k, _raw(parts[i], dtype, shape)).astype(dtype, copy=False).tobytes()
-                                 for k, (_, _, parts) in enumerate(objects)) for i in range(count)]
+                                 for k, parts in enumerate(objects)) for i in range(hi - lo)]
         return _write(storage, rel, payloads, meta)
     payloads = []
-    for i in range(count):
-        tables = [t for _, _, parts in objects if parts[i] and (t := _decode(parts[i])).num_rows]
+    for i in range(hi - lo):
+        tables = [t for parts in objects if parts[i] and (t := _decode(parts[i])).num_rows]
         payloads.append(_ipc(pa.concat_tables(tables)) if tables else b"")  # as gather_tables reads them
     return _write(storage, rel, payloads, {"kind": "arrow"})
+
+
+def _heads(storage: Storage, rels: Sequence[str]) -> list[bytes]:
+    if storage.local:
+        return [storage.get_range(r, 0, OFFSETS_AT) for r in rels]
+    paths = [storage.fs._strip_protocol(storage.join(r)) for r in rels]
+    return _ranges(storage, paths, [0] * len(paths), [OFFSETS_AT] * len(paths))
+
+
+def _parse_head(head: bytes, where: str) -> tuple[dict[str, Any], int]:
+    """(meta, part count) from an object's first ``OFFSETS_AT`` bytes."""
+    magic, count = _HEAD.unpack_from(head)
+    if magic != MAGIC:
+        raise ValueError(f"{where}: not an llmray exchange object")
+    return json.loads(head[_HEAD.size:OFFSETS_AT]), count
+
+
+def _split_parts(offsets: np.ndarray, data: bytes) -> list[bytes]:
+    """Each part's bytes, from a range read (its offsets and the bytes they span)."""
+    view = memoryview(data)
+    start = int(offsets[0])
+    return [bytes(view[int(a) - start:int(b) - start]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 def _write(storage: Storage, rel: str, payloads: Sequence[bytes | memoryview], meta: dict[str, Any]) -> int:
@@ -92,17 +119,6 @@ def _write(storage: Storage, rel: str, payloads: Sequence[bytes | memoryview], m
     offsets += OFFSETS_AT + 8 * len(offsets)
     storage.put(rel, [_HEAD.pack(MAGIC, len(payloads)), meta_bytes, offsets.tobytes(), *payloads])
     return int(offsets[-1])
-
-
-def _parse(blob: bytes, where: str) -> tuple[dict[str, Any], int, list[bytes]]:
-    """(meta, part count, each part's bytes) of a whole object."""
-    magic, count = _HEAD.unpack_from(blob)
-    if magic != MAGIC:
-        raise ValueError(f"{where}: not an llmray exchange object")
-    meta = json.loads(blob[_HEAD.size:OFFSETS_AT])
-    offsets = np.frombuffer(blob, np.int64, count + 1, OFFSETS_AT)
-    view = memoryview(blob)
-    return meta, count, [bytes(view[a:b]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 def _decode(payload: bytes) -> pa.Table:
@@ -118,11 +134,7 @@ def _ipc(table: pa.Table) -> bytes:
 
 def read_parts(storage: Storage, rel: str, lo: int, hi: int | None = None) -> np.ndarray | pa.Table | None:
     """Parts ``lo .. hi-1`` (``hi`` defaults to ``lo + 1``) of one object, concatenated."""
-    head = storage.get_range(rel, 0, OFFSETS_AT)
-    magic, _ = _HEAD.unpack_from(head)
-    if magic != MAGIC:
-        raise ValueError(f"{storage.join(rel)}: not an llmray exchange object")
-    meta = json.loads(head[_HEAD.size:])
+    meta, _ = _parse_head(storage.get_range(rel, 0, OFFSETS_AT), storage.join(rel))
     (offsets, data), = _read_ranges(storage, [rel], lo, lo + 1 if hi is None else hi)
     if meta["kind"] == "raw":
         return _raw(data, np.dtype(meta["dtype"]), tuple(meta["shape"]))

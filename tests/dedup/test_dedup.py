@@ -226,6 +226,11 @@ def test_combined_exchanges_keep_the_same_documents(ray_session, corpus, tmp_pat
     # the sidecars and components (rank and choose tasks take groups of units and partitions instead)
     assert combined["global_steps"]["exact_dedup"]["combined_exchanges"] == 2
     assert combined["global_steps"]["minhash_dedup"]["combined_exchanges"] >= 2
+    # the units' sidecars twice: first in groups of 2 units, then groups of those by receiver range
+    assert combined["global_steps"]["exact_dedup"]["units"] > 8
+    assert combined["global_steps"]["exact_dedup"]["combined_twice"] == 1
+    assert combined["global_steps"]["minhash_dedup"]["combined_twice"] == 1
+    assert plain["global_steps"]["minhash_dedup"]["combined_twice"] == 0
 
 
 def test_nothing_to_deduplicate(ray_session, tmp_path):
