@@ -63,14 +63,20 @@ def combine(storage: Storage, rels: Sequence[str], rel: str,
     rows of ``rels[k]`` first. By default every part (each object is read whole, once); with
     ``lo``/``hi`` only that range of parts, so a second merge level can be cut by receivers and no
     task holds more than a first-level task did."""
-    heads = [_parse_head(h, storage.join(r)) for h, r in zip(_heads(storage, rels), rels, strict=True)]
+    if hi is None:  # whole objects: one read each
+        blobs = [storage.get(r) for r in rels]
+        heads = [_parse_head(b, storage.join(r)) for b, r in zip(blobs, rels, strict=True)]
+        objects = [_split_parts(np.frombuffer(b, np.int64, n + 1, OFFSETS_AT)[lo:], b, whole=True)
+                   for b, (_, n) in zip(blobs, heads, strict=True)]
+    else:  # a range of parts: its offsets, then its bytes
+        heads = [_parse_head(h, storage.join(r)) for h, r in zip(_heads(storage, rels), rels, strict=True)]
+        objects = [_split_parts(offsets, data) for offsets, data in _read_ranges(storage, rels, lo, hi)]
     count = heads[0][1] if heads else 0
     for other, (meta, n) in zip(rels, heads, strict=True):
         if n != count or meta["kind"] != heads[0][0]["kind"]:
             raise ValueError(f"cannot combine exchange objects of different shapes: {rels[0]} has {count} "
                              f"{heads[0][0]['kind']} parts, {other} {n} {meta['kind']} parts")
     hi = count if hi is None else hi
-    objects = [_split_parts(offsets, data) for offsets, data in _read_ranges(storage, rels, lo, hi)]
     raw = heads[0][0]["kind"] == "raw" if heads else False
     if raw:
         meta = heads[0][0]
@@ -103,10 +109,11 @@ def _parse_head(head: bytes, where: str) -> tuple[dict[str, Any], int]:
     return json.loads(head[_HEAD.size:OFFSETS_AT]), count
 
 
-def _split_parts(offsets: np.ndarray, data: bytes) -> list[bytes]:
-    """Each part's bytes, from a range read (its offsets and the bytes they span)."""
+def _split_parts(offsets: np.ndarray, data: bytes, whole: bool = False) -> list[bytes]:
+    """Each part's bytes, from a range read (its offsets and the bytes they span) or, ``whole``,
+    from the whole object (offsets absolute)."""
     view = memoryview(data)
-    start = int(offsets[0])
+    start = 0 if whole else int(offsets[0])
     return [bytes(view[int(a) - start:int(b) - start]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
