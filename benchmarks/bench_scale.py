@@ -111,26 +111,24 @@ def exchange_reads(units: int, partitions: int, group: int | None = Layout.combi
             return senders * receivers
         return senders + math.ceil(senders / group) * receivers
 
-    def sidecars() -> int:  # units to partitions: combined twice where the first level leaves many
-        first = math.ceil(units / group) if group is not None else 0
-        if group is None or first <= 2 * group:
-            return combined(units, partitions)
-        return units + first * _ranges(partitions, group) + math.ceil(first / group) * partitions
-
+    twice = _second_level(units, partitions, group)
+    if twice is None:
+        sidecars = combined(units, partitions)
+    else:  # units to the first level, first-level objects to the second by range, the second to receivers
+        first, groups, ranges = twice
+        sidecars = units + first * ranges + groups * partitions
     rank, choose = _keep_tasks(units, partitions, group)
-    return {"sidecars": sidecars(), "buckets": combined(partitions, partitions),
+    return {"sidecars": sidecars, "buckets": combined(partitions, partitions),
             "components": combined(partitions, rank), "rank": rank * choose, "decision": combined(choose, units)}
 
 
-def _ranges(partitions: int, group: int) -> int:
-    return second_level_ranges(partitions, group)[1]
-
-
-def _second_level_tasks(units: int, partitions: int, group: int | None) -> int:
-    first = math.ceil(units / group) if group is not None else 0
-    if group is None or units <= 2 * group or first <= 2 * group:
-        return 0
-    return math.ceil(first / group) * _ranges(partitions, group)
+def _second_level(units: int, partitions: int, group: int | None) -> tuple[int, int, int] | None:
+    """(first-level objects, their groups, receiver ranges) where the units' sidecars are combined
+    twice, as ``llmray.dedup.workflow`` does; None where they are not."""
+    if group is None or math.ceil(units / group) <= 2 * group:
+        return None
+    first = math.ceil(units / group)
+    return first, math.ceil(first / group), second_level_ranges(partitions, group)[1]
 
 
 def _keep_tasks(units: int, partitions: int, group: int | None) -> tuple[int, int]:
@@ -149,7 +147,8 @@ def job_cost_terms(units: int, partitions: int, group: int | None = Layout.combi
         return math.ceil(senders / group) if group is not None and senders > 2 * group else 0
 
     keep = rank + choose + combines(partitions) + combines(choose)
-    sidecars = combines(units) + _second_level_tasks(units, partitions, group)
+    twice = _second_level(units, partitions, group)
+    sidecars = combines(units) + (twice[1] * twice[2] if twice else 0)
     exact = partitions + sidecars + keep
     minhash = 2 * partitions + sidecars + combines(partitions) + keep
     return 3 * sum(reads.values()) - 2 * reads["buckets"], 2 * exact + minhash

@@ -86,7 +86,8 @@ MUTATIONS = [
              ("tests/dedup/test_dedup.py::test_combined_exchanges_keep_the_same_documents",)),
     Mutation("the second merge level leaves out the last first-level object of its group", "llmray/dedup/layout.py",
              "first, last = group * self.combine_group, min(self.combined[stage], (group + 1) * self.combine_group)",
-             "first, last = group * self.combine_group, min(self.combined[stage], (group + 1) * self.combine_group - 1)",
+             "first, last = group * self.combine_group, min(self.combined[stage], "
+             "(group + 1) * self.combine_group - 1)",
              ("tests/dedup/test_dedup.py::test_combined_exchanges_keep_the_same_documents",)),
     Mutation("every candidate pair is verified in the group of its larger document", "llmray/dedup/buckets.py",
              "return np.where(flip, smaller, larger), np.where(flip, larger, smaller)", "return larger, smaller",

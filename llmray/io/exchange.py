@@ -66,11 +66,11 @@ def combine(storage: Storage, rels: Sequence[str], rel: str,
     if hi is None:  # whole objects: one read each
         blobs = [storage.get(r) for r in rels]
         heads = [_parse_head(b, storage.join(r)) for b, r in zip(blobs, rels, strict=True)]
-        objects = [_split_parts(np.frombuffer(b, np.int64, n + 1, OFFSETS_AT)[lo:], b, whole=True)
-                   for b, (_, n) in zip(blobs, heads, strict=True)]
+        spans = [_span(b, n, lo) for b, (_, n) in zip(blobs, heads, strict=True)]
     else:  # a range of parts: its offsets, then its bytes
         heads = [_parse_head(h, storage.join(r)) for h, r in zip(_heads(storage, rels), rels, strict=True)]
-        objects = [_split_parts(offsets, data) for offsets, data in _read_ranges(storage, rels, lo, hi)]
+        spans = _read_ranges(storage, rels, lo, hi)
+    objects = [_split_parts(offsets, data) for offsets, data in spans]
     count = heads[0][1] if heads else 0
     for other, (meta, n) in zip(rels, heads, strict=True):
         if n != count or meta["kind"] != heads[0][0]["kind"]:
@@ -109,11 +109,16 @@ def _parse_head(head: bytes, where: str) -> tuple[dict[str, Any], int]:
     return json.loads(head[_HEAD.size:OFFSETS_AT]), count
 
 
-def _split_parts(offsets: np.ndarray, data: bytes, whole: bool = False) -> list[bytes]:
-    """Each part's bytes, from a range read (its offsets and the bytes they span) or, ``whole``,
-    from the whole object (offsets absolute)."""
+def _span(blob: bytes, count: int, lo: int) -> tuple[np.ndarray, memoryview]:
+    """(offsets of parts lo.., the bytes they span) of a whole object, as ``_read_ranges`` gives a run."""
+    offsets = np.frombuffer(blob, np.int64, count + 1 - lo, OFFSETS_AT + 8 * lo)
+    return offsets, memoryview(blob)[int(offsets[0]):]
+
+
+def _split_parts(offsets: np.ndarray, data: bytes | memoryview) -> list[bytes]:
+    """Each part's bytes, from a run of parts (their offsets and the bytes they span)."""
     view = memoryview(data)
-    start = 0 if whole else int(offsets[0])
+    start = int(offsets[0])
     return [bytes(view[int(a) - start:int(b) - start]) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
