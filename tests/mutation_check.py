@@ -100,6 +100,9 @@ MUTATIONS = [
              'counts["quarantined"] += n_read - table.num_rows - len(batch.too_large)',
              'counts["quarantined"] += 0',
              ("tests/pipeline/test_run.py::test_every_kind_of_bad_input_in_one_run",)),
+    Mutation("kernels compiled ahead of time stay in use after their sources change", "llmray/kernels/aot.py",
+             "digest.update(source.name.encode() + source.read_bytes())", "digest.update(source.name.encode())",
+             ("tests/kernels/test_aot.py::test_a_module_for_other_sources_is_ignored",)),
 ]
 
 

@@ -9,7 +9,9 @@ The kernels are numba functions with ``cache=True``: compiled once, the machine 
 the package (or in numba's user cache where the package is read-only) and later processes load it.
 ``compile_all`` compiles every kernel in one process, at install (``make setup``) or, where that did
 not happen, once on the driver before a run's tasks start, so the workers of the user's first run
-load compiled code instead of each compiling it again.
+load compiled code instead of each compiling it again. The install then compiles the same
+signatures ahead of time into one module that runs without numba (:mod:`~llmray.kernels.aot`,
+:mod:`~llmray.kernels.jit`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ def _stamp() -> Path:
 
 
 def compile_all(force: bool = False) -> float:
-    """Compile (or load) every kernel once; returns the seconds spent (0 when already done)."""
+    """Compile (or load) every kernel once; returns the seconds spent (0 when already done, or when
+    this process runs the kernels compiled ahead of time, which the install built after these)."""
+    from llmray.kernels import jit
+
+    if jit.ahead_of_time() and not force:
+        return 0.0
     stamp = _stamp()
     if stamp.exists() and not force:
         return 0.0

@@ -3,6 +3,8 @@
 import gzip
 import json
 import time
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -141,54 +143,81 @@ def test_rerunning_a_finished_job_changes_nothing(ray_session, corpus, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in (out / "data").iterdir()} == shards
 
 
-NO_HEAVY_IMPORTS = """
-import json, sys
+SHIPPED_JOBS = """
+import dataclasses, hashlib, json, sys
+import pyarrow.parquet as pq
 import ray
 from llmray.config import load_job
-from llmray.pipeline.runner import RunOptions, inputs_from_paths, run_job
-import dataclasses
+from llmray.pipeline.runner import RunOptions, run_job
 out = sys.argv[1]
-for name in ("dedup", "clean", "pipeline"):
+stats = {}
+for name in ("dedup", "clean", "clean_mixed", "pipeline"):
     spec = load_job(f"jobs/{name}.yaml")
     spec.output = dataclasses.replace(spec.output, path=f"{out}/{name}")
-    run_job(spec, RunOptions(num_cpus=2, overwrite=True, progress=False))
+    stats[name] = run_job(spec, RunOptions(num_cpus=2, overwrite=True, progress=False))
 
 def heavy():
     return "pandas" in sys.modules or "scipy.linalg" in sys.modules
 
-def compiled():  # kernels this process compiled instead of loading them from the install's cache
+def kernels():  # whether numba is loaded, and the kernels it compiled instead of loading the install's
+    if "numba" not in sys.modules:
+        return False, []
     from numba.core.registry import CPUDispatcher
-    return sorted(f"{name}.{attr}" for name, module in list(sys.modules.items()) if name.startswith("llmray.kernels")
-                  for attr, value in vars(module).items()
-                  if isinstance(value, CPUDispatcher) and value.stats.cache_misses)
+    return True, sorted(f"{name}.{attr}" for name, module in list(sys.modules.items())
+                        if name.startswith("llmray.kernels") for attr, value in vars(module).items()
+                        if isinstance(value, CPUDispatcher) and value.stats.cache_misses)
 
 @ray.remote(num_cpus=1)
 def probe():
     import os, time
     time.sleep(0.2)
-    return os.getpid(), "llmray.pipeline.segment" in sys.modules, heavy(), compiled()
+    return os.getpid(), "llmray.pipeline.segment" in sys.modules, heavy(), kernels()
 
-workers = {pid: (ran, heavy, built) for pid, ran, heavy, built in ray.get([probe.remote() for _ in range(6)])}
-print(json.dumps({"driver": heavy(), "driver_compiled": compiled(), "workers": list(workers.values())}))
+workers = {pid: (ran, heavy, numba) for pid, ran, heavy, numba in ray.get([probe.remote() for _ in range(6)])}
+driver = [heavy(), kernels()]
+outputs = {}  # read here: reading parquet back imports pandas
+for name, counts in stats.items():
+    table = pq.read_table(f"{out}/{name}/data")
+    rows = sorted(zip(*(table.column(c).to_pylist() for c in sorted(table.column_names)), strict=True), key=repr)
+    outputs[name] = {"rows": hashlib.sha1(repr(rows).encode()).hexdigest(), "docs_out": counts["docs_out"],
+                     "dropped": counts["dropped"], "quarantined": counts["quarantined"]}
+print(json.dumps({"outputs": outputs, "driver": driver, "workers": list(workers.values())}))
 """
 
 
-def test_the_shipped_jobs_never_import_pandas_or_scipy(tmp_path):
-    """pyarrow imports pandas the first time a process converts a Python or numpy value (0.25 s in
-    every worker of every run): the data path, the global steps and the report go through
-    llmray.kernels.arrow instead. numba imports scipy.linalg on its first kernel (0.15 s) unless
-    llmray.kernels.jit set it up. Nor does any process compile a kernel: the install compiled them
-    all (``make setup``). Run in a Ray of its own, whose workers run nothing else."""
+def run_shipped_jobs(out: Path, kernels: str = "") -> dict[str, Any]:
+    """The shipped English, Chinese and mixed jobs on the shipped corpora, in a Ray of its own whose
+    workers run nothing else; ``kernels="jit"`` makes every process use numba's JIT."""
+    import os
     import subprocess
     import sys
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS, str(tmp_path)], cwd=root, capture_output=True,
-                          text=True, timeout=300)
+    env = {**os.environ, "LLMRAY_KERNELS": kernels}
+    done = subprocess.run([sys.executable, "-c", SHIPPED_JOBS, str(out)], cwd=root, capture_output=True, text=True,
+                          timeout=400, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
-    assert seen["driver"] is False
-    ran = [pandas for ran, pandas, _ in seen["workers"] if ran]
-    assert ran and not any(ran), seen
-    assert seen["driver_compiled"] == [] and all(built == [] for _, _, built in seen["workers"]), seen
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_shipped_jobs_run_the_install_s_kernels_without_pandas_scipy_or_numba(tmp_path):
+    """pyarrow imports pandas the first time a process converts a Python or numpy value (0.25 s in
+    every worker of every run): the data path, the global steps and the report go through
+    llmray.kernels.arrow instead. Nor does any process compile a kernel or import numba: the install
+    compiled them all, ahead of time (``make setup``); with ``LLMRAY_KERNELS=jit`` they load numba's
+    cache, where numba skips scipy.linalg (0.15 s) as llmray.kernels.jit sets it up. Both ways the
+    jobs give the same rows and counts."""
+    import shutil
+
+    seen = {mode: run_shipped_jobs(tmp_path / (mode or "aot"), mode) for mode in ("", "jit")}
+    assert seen[""]["outputs"] == seen["jit"]["outputs"]
+    aot = shutil.which("cc") is not None or shutil.which("gcc") is not None  # else the install could not build it
+    for mode, run in seen.items():
+        ran = [worker for worker in run["workers"] if worker[0]]
+        assert ran and run["driver"][0] is False and not any(heavy for _, heavy, _ in ran), (mode, run)
+        numba = [run["driver"][1], *(kernels for _, _, kernels in ran)]
+        assert all(compiled == [] for _, compiled in numba), (mode, run)
+        if mode == "jit":
+            assert all(loaded for loaded, _ in numba[1:]), run  # the switch did switch
+        elif aot:
+            assert not any(loaded for loaded, _ in numba), run

@@ -34,7 +34,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from llmray import params
 from llmray.errors import UserError
@@ -113,13 +112,12 @@ class PerLanguage:
         if LANGUAGE not in table.column_names:
             raise UserError(f"{getattr(self, 'name', type(self).__name__)}: `languages` is set but the documents "
                             f"have no `{LANGUAGE}` column: run the `language` step before this one")
-        column = table.column(LANGUAGE)
+        row_codes, languages = arrow.codes(table.column(LANGUAGE))  # no pa.scalar: it imports pandas
         rest = np.ones(rows, np.bool_)
         groups: list[tuple[Any, np.ndarray]] = []
         for code, settings in self._by_language.items():
-            mask = pc.fill_null(pc.equal(column, pa.scalar(code, column.type)), False)
-            mask = arrow.to_numpy(mask)
-            if mask.any():
+            if code in languages:
+                mask = row_codes == languages.index(code)
                 groups.append((settings, mask))
                 rest &= ~mask
         if rest.any():
