@@ -69,14 +69,6 @@ class Kernel:
             self.dispatcher = _numba()(**self.options)(self.py_func)
         return self.dispatcher
 
-    @property
-    def _numba_type_(self) -> Any:
-        """What numba types this object as, should numba code name it (numba's typeof looks here)."""
-        from numba.core import types
-
-        use_numba()
-        return types.Dispatcher(self._jit())
-
     def __repr__(self) -> str:
         return f"Kernel({self.name})"
 
