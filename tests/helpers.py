@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -13,6 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from llmray.ops.base import KEEP
+
+#: Whether the install could compile the kernels ahead of time (numba's pycc calls a C compiler).
+HAS_C_COMPILER = shutil.which("cc") is not None or shutil.which("gcc") is not None
 
 ENGLISH = (
     "The committee met on Tuesday to review the annual budget and the plans for the new library. "

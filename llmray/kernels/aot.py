@@ -100,14 +100,20 @@ def _cpu() -> str:
     return "\n".join(line for line in first.splitlines() if line.startswith(keys))
 
 
-def _paths(folder: Path, name: str) -> tuple[Path, Path]:
+def module_name() -> str:
+    return f"llmray_aot_{stamp()}"
+
+
+def paths(folder: Path | None = None) -> tuple[Path, Path]:
+    """(the module, its manifest) for this stamp, in ``folder`` (the kernels' cache folder)."""
+    folder, name = folder or cache_folder(), module_name()
     return folder / f"{name}{importlib.machinery.EXTENSION_SUFFIXES[0]}", folder / f"{name}.json"
 
 
 def load(folder: Path | None = None) -> dict[tuple, Callable[..., Any]] | None:
     """{(kernel, argument keys): export} from the module built for this stamp, or None."""
-    name = f"llmray_aot_{stamp()}"
-    library, manifest = _paths(folder or cache_folder(), name)
+    name = module_name()
+    library, manifest = paths(folder)
     try:
         entries = json.loads(manifest.read_text())
         loader = importlib.machinery.ExtensionFileLoader(name, str(library))
@@ -124,12 +130,12 @@ def _tuples(key: Any) -> Any:
 
 
 def build(folder: Path | None = None) -> int:
-    """Compile every kernel's signatures from ``compile_all`` into the module; the exports' count.
+    """Compile the signatures this process's kernels were compiled for (``compile_all(force=True)``
+    first) into the module; the exports' count.
 
     In a process whose kernels run through numba from the start (``LLMRAY_KERNELS=jit`` before the
     first kernel module is imported, as ``python -m llmray.kernels`` does): the kernel modules'
     caches keep what a first call built, so a call the exports served never reaches numba."""
-    from llmray import kernels
     from llmray.kernels import jit
 
     if os.environ.get(jit.MODE_ENV) != "jit" or jit.ahead_of_time():
@@ -142,17 +148,16 @@ def build(folder: Path | None = None) -> int:
         warnings.simplefilter("ignore")
         from numba.pycc import CC
 
-    kernels.compile_all(force=True)
     folder = folder or cache_folder()
-    name = f"llmray_aot_{stamp()}"
+    name = module_name()
     compiler = CC(name)
     compiler.target_cpu = "host"
     entries = []
-    for module_name, module in sorted(sys.modules.items()):
-        if not module_name.startswith("llmray.kernels.") or module is None:
+    for where, module in sorted(sys.modules.items()):
+        if not where.startswith("llmray.kernels.") or module is None:
             continue
         for value in vars(module).values():
-            if not isinstance(value, CPUDispatcher) or value.py_func.__module__ != module_name:
+            if not isinstance(value, CPUDispatcher) or value.py_func.__module__ != where:
                 continue
             for arg_types in value.signatures:
                 try:
@@ -162,7 +167,7 @@ def build(folder: Path | None = None) -> int:
                 export = f"k{len(entries)}"
                 signature = value.overloads[arg_types].signature
                 compiler.export(export, signature)(_trampoline(value, len(arg_types)))
-                entries.append((f"{module_name}.{value.py_func.__qualname__}", keys, export))
+                entries.append((f"{where}.{value.py_func.__qualname__}", keys, export))
     with tempfile.TemporaryDirectory() as scratch:
         compiler.output_dir = scratch
         # pycc takes the CPU's model and leaves its features to it; the JIT asks the CPU: so does this.
@@ -172,8 +177,8 @@ def build(folder: Path | None = None) -> int:
             compiler.compile()
         finally:
             codegen.AOTCPUCodegen._customize_tm_features = generic
-        built, _ = _paths(Path(scratch), name)
-        library, manifest = _paths(folder, name)
+        built, _ = paths(Path(scratch))
+        library, manifest = paths(folder)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.move(built, library)
     manifest.write_text(json.dumps(entries))  # last: a module without its manifest is never loaded

@@ -39,7 +39,7 @@ _exports: dict[tuple, Callable[..., Any]] | None = None  # (kernel, argument typ
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     """numba's ``njit(**options)`` where this process uses numba; else a :class:`Kernel`."""
     def decorate(func: Callable[..., Any]) -> Any:
-        if _numba_njit is None and _ahead_of_time() is not None:
+        if ahead_of_time():
             return Kernel(func, options)
         return _numba()(**options)(func)
     return decorate
@@ -60,7 +60,7 @@ class Kernel:
                 export = _exports.get((self.name, tuple(map(arg_key, args))))
                 if export is not None:
                     return export(*args)
-            use_numba()
+            _use_numba()
             self._jit()
         return self.dispatcher(*args)
 
@@ -78,7 +78,7 @@ def ahead_of_time() -> bool:
     return _numba_njit is None and _ahead_of_time() is not None
 
 
-def use_numba() -> None:
+def _use_numba() -> None:
     """Switch this process to numba: every kernel of every loaded kernel module becomes its numba
     dispatcher, in each module that holds it, so that numba's code calls (and inlines) numba's."""
     global _exports

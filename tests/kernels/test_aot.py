@@ -11,17 +11,15 @@ from pathlib import Path
 import pytest
 
 from llmray.kernels import aot
-from llmray.kernels.cache import cache_folder
+from tests.helpers import HAS_C_COMPILER
 
-needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
-                                    reason="no C compiler: the install could not build the module")
+needs_compiler = pytest.mark.skipif(not HAS_C_COMPILER, reason="no C compiler: the install could not build the module")
 
 
 def built() -> tuple[Path, Path]:
-    name = f"llmray_aot_{aot.stamp()}"
-    library = next(cache_folder().glob(f"{name}.*so"), None) or next(cache_folder().glob(f"{name}.*pyd"), None)
-    assert library is not None, "make setup (python -m llmray.kernels) builds the module; it is not there"
-    return library, cache_folder() / f"{name}.json"
+    library, manifest = aot.paths()
+    assert library.exists(), "make setup (python -m llmray.kernels) builds the module; it is not there"
+    return library, manifest
 
 
 @needs_compiler

@@ -13,7 +13,7 @@ import pytest
 from llmray.config import parse_job
 from llmray.errors import UserError
 from llmray.pipeline.runner import RunOptions, run_job
-from tests.helpers import ENGLISH, job, write_jsonl
+from tests.helpers import ENGLISH, HAS_C_COMPILER, job, write_jsonl
 
 QUIET = RunOptions(progress=False)
 
@@ -207,11 +207,8 @@ def test_the_shipped_jobs_run_the_install_s_kernels_without_pandas_scipy_or_numb
     compiled them all, ahead of time (``make setup``); with ``LLMRAY_KERNELS=jit`` they load numba's
     cache, where numba skips scipy.linalg (0.15 s) as llmray.kernels.jit sets it up. Both ways the
     jobs give the same rows and counts."""
-    import shutil
-
     seen = {mode: run_shipped_jobs(tmp_path / (mode or "aot"), mode) for mode in ("", "jit")}
     assert seen[""]["outputs"] == seen["jit"]["outputs"]
-    aot = shutil.which("cc") is not None or shutil.which("gcc") is not None  # else the install could not build it
     for mode, run in seen.items():
         ran = [worker for worker in run["workers"] if worker[0]]
         assert ran and run["driver"][0] is False and not any(heavy for _, heavy, _ in ran), (mode, run)
@@ -219,5 +216,5 @@ def test_the_shipped_jobs_run_the_install_s_kernels_without_pandas_scipy_or_numb
         assert all(compiled == [] for _, compiled in numba), (mode, run)
         if mode == "jit":
             assert all(loaded for loaded, _ in numba[1:]), run  # the switch did switch
-        elif aot:
+        elif HAS_C_COMPILER:  # else the install could not build the module
             assert not any(loaded for loaded, _ in numba), run
